@@ -1,0 +1,99 @@
+"""folium layer builders for boundaries. Pure: features in, folium objects out.
+
+Where the page's scripts and styles come from is not decided here: folium's defaults point at
+CDNs, and the service rewrites them to its own vendored copies before rendering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import folium
+
+__all__ = ["DARK_BACKGROUND", "LEVEL_STYLE", "boundary_layer", "bounds_of", "region_map"]
+
+DARK_BACKGROUND = "#0b1320"
+
+# Wall-readable: thicker, brighter lines for the higher levels.
+LEVEL_STYLE: dict[str, dict[str, Any]] = {
+    "district": {"color": "#ffd54f", "weight": 5, "fillColor": "#ffd54f", "fillOpacity": 0.03},
+    "street": {"color": "#4fc3f7", "weight": 3.5, "fillColor": "#4fc3f7", "fillOpacity": 0.06},
+    "community": {"color": "#81c784", "weight": 2, "fillColor": "#81c784", "fillOpacity": 0.08},
+    "grid": {"color": "#cfd8dc", "weight": 1, "fillColor": "#90a4ae", "fillOpacity": 0.10},
+}
+
+
+def bounds_of(features: Sequence[Mapping[str, Any]]) -> list[list[float]] | None:
+    """[[south, west], [north, east]] from the features' ``bbox`` properties."""
+    boxes = [f["properties"]["bbox"] for f in features if f["properties"].get("bbox")]
+    if not boxes:
+        return None
+    return [
+        [min(b[1] for b in boxes), min(b[0] for b in boxes)],
+        [max(b[3] for b in boxes), max(b[2] for b in boxes)],
+    ]
+
+
+def boundary_layer(
+    features: Sequence[Mapping[str, Any]],
+    level: str,
+    name: str,
+    *,
+    labels: Mapping[str, str],
+    highlight: bool = False,
+    show: bool = True,
+) -> folium.GeoJson:
+    """One level's boundaries as a GeoJSON layer with a name/code tooltip."""
+    style = dict(LEVEL_STYLE.get(level, LEVEL_STYLE["grid"]))
+    if highlight:
+        style.update(weight=style["weight"] + 2, fillOpacity=0.25)
+    collection = {"type": "FeatureCollection", "features": list(features)}
+    return folium.GeoJson(
+        collection,
+        name=name,
+        show=show,
+        style_function=lambda _feature, s=style: s,
+        highlight_function=lambda _feature: {"weight": 4, "fillOpacity": 0.35},
+        tooltip=folium.GeoJsonTooltip(
+            fields=["name", "code"], aliases=[labels["name"], labels["code"]], sticky=True
+        ),
+    )
+
+
+def region_map(
+    region: Mapping[str, Any],
+    layers: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]],
+    *,
+    labels: Mapping[str, str],
+    tiles: str | None = None,
+    attribution: str = "",
+) -> folium.Map:
+    """A map of ``region`` with extra ``layers`` (level, layer name, features) drawn under it."""
+    m = folium.Map(
+        tiles=None,
+        control_scale=True,
+        prefer_canvas=False,
+        zoom_control=True,
+    )
+    if tiles:
+        folium.TileLayer(tiles=tiles, attr=attribution or " ", name=labels["basemap"]).add_to(m)
+    else:
+        m.get_root().header.add_child(
+            folium.Element(
+                f"<style>.folium-map, .leaflet-container {{ background: {DARK_BACKGROUND}; }}"
+                "</style>"
+            )
+        )
+    for level, layer_name, features in layers:
+        if features:
+            boundary_layer(features, level, layer_name, labels=labels).add_to(m)
+    boundary_layer(
+        [region], region["properties"]["level"], region["properties"]["name"] or "",
+        labels=labels, highlight=True,
+    ).add_to(m)  # fmt: skip
+    bounds = bounds_of([region, *[f for _, _, feats in layers for f in feats]])
+    if bounds:
+        m.fit_bounds(bounds)
+    folium.LayerControl(collapsed=False).add_to(m)
+    return m
