@@ -1,0 +1,1 @@
+"""gridmap: the command-wall map service."""

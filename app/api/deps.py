@@ -1,0 +1,60 @@
+"""Request-scoped dependencies shared by the routers."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy import Connection
+
+from app.api.problems import Problem, invalid
+from app.services.regions import NoVersion, Scope, resolve_scope
+from app.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_conn(request: Request) -> Iterator[Connection]:
+    """A read connection in one transaction (a consistent snapshot for the request)."""
+    with request.app.state.engine.connect() as conn, conn.begin():
+        yield conn
+
+
+Conn = Annotated[Connection, Depends(get_conn)]
+
+AS_OF_DOC = (
+    "Answer from the boundary version that was active at this moment (ISO 8601 date or date-time;"
+    " a bare date means the end of that day, a time without offset is Asia/Shanghai). Default: now."
+)
+
+
+def parse_as_of(value: str | None) -> dt.datetime | dt.date | None:
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise invalid("as_of", f"{value!r} is not an ISO 8601 date or date-time") from None
+
+
+def get_scope(
+    conn: Conn,
+    as_of: Annotated[str | None, Query(description=AS_OF_DOC, examples=["2026-01-01"])] = None,
+) -> Scope:
+    moment = parse_as_of(as_of)
+    try:
+        return resolve_scope(conn, moment)
+    except NoVersion as exc:
+        if moment is None:
+            raise Problem(404, "no-boundary-version", str(exc)) from None
+        raise Problem(422, "invalid-parameter", f"as_of: {exc}", field="as_of") from None
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]

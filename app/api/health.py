@@ -1,0 +1,38 @@
+"""Liveness and database reachability."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/health",
+    responses={503: {"description": "The database cannot be reached"}},
+)
+def health(request: Request) -> JSONResponse:
+    """200 when the database answers; 503 (problem+json) when it does not."""
+    try:
+        with request.app.state.engine.connect() as conn:
+            postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
+            active = conn.execute(
+                text("SELECT id FROM boundary_version WHERE is_active")
+            ).scalar_one_or_none()
+    except SQLAlchemyError as exc:
+        return JSONResponse(
+            {
+                "type": "urn:gridmap:problem:database-unavailable",
+                "title": "Service unavailable",
+                "status": 503,
+                "detail": f"the database cannot be reached: {type(exc).__name__}",
+            },
+            status_code=503,
+            media_type="application/problem+json",
+        )
+    return JSONResponse(
+        {"status": "ok", "database": "ok", "postgis": postgis, "active_boundary_version": active}
+    )

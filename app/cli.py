@@ -1,0 +1,466 @@
+"""The ``gridmap`` command line (Typer)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+
+from app.db.embedded import EmbeddedError
+from app.db.engine import current_revision, database_url, embedded, head_revision, make_engine
+from app.db.engine import upgrade as run_migrations
+from app.services import boundaries as boundary_service
+from app.settings import Settings, get_settings
+from gis.codes import LEVELS
+from gis.hierarchy import Report
+from gis.io import (
+    BoundaryFile,
+    BoundaryFileError,
+    BoundarySource,
+    read_boundaries,
+    write_boundaries,
+)
+
+app = typer.Typer(
+    help="gridmap: four-level grid management and command-wall maps.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database: embedded PostGIS in ./var/pg, or GRIDMAP_DATABASE_URL.")
+boundaries_app = typer.Typer(help="Boundary files: validate, import as a version, activate.")
+demo_app = typer.Typer(help="Synthetic demo data (deterministic from a seed).")
+app.add_typer(db_app, name="db")
+app.add_typer(boundaries_app, name="boundaries")
+app.add_typer(demo_app, name="demo")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    app()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+# ---- database -------------------------------------------------------------------------------
+@db_app.command("up")
+def db_up() -> None:
+    """Create (first time) and start the embedded cluster; create the database and PostGIS."""
+    settings = get_settings()
+    if settings.database_url:
+        out.print("GRIDMAP_DATABASE_URL is set: using that database, nothing to start.")
+        return
+    pg = embedded(settings)
+    try:
+        pg.up()
+    except EmbeddedError as exc:
+        raise _fail(str(exc)) from None
+    status = pg.status()
+    out.print(
+        f"PostGIS is up: data {status['data_dir']}, socket {status['socket_dir']}, "
+        f"running as OS user {status['os_user']}"
+    )
+
+
+@db_app.command("down")
+def db_down() -> None:
+    """Stop the embedded cluster (its data stays in ./var/pg)."""
+    settings = get_settings()
+    if settings.database_url:
+        out.print("GRIDMAP_DATABASE_URL is set: the external database is not ours to stop.")
+        return
+    try:
+        stopped = embedded(settings).down()
+    except EmbeddedError as exc:
+        raise _fail(str(exc)) from None
+    out.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+def db_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Whether the database is initialised, running and migrated."""
+    settings = get_settings()
+    if settings.database_url:
+        info: dict[str, object] = {"external": True, "url": _hide_password(settings.database_url)}
+    else:
+        try:
+            info = {"external": False, **embedded(settings).status()}
+        except EmbeddedError as exc:
+            raise _fail(str(exc)) from None
+    if info.get("external") or info.get("running"):
+        try:
+            engine = make_engine(database_url(settings))
+            info["revision"] = current_revision(engine)
+            info["head"] = head_revision()
+            engine.dispose()
+        except OperationalError as exc:
+            info["error"] = str(exc.orig)
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    for key, value in info.items():
+        out.print(f"{key:>12}: {value}", highlight=False)
+    if not info.get("external") and not info.get("running"):
+        raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the SQLAlchemy URL of the database in use."""
+    typer.echo(database_url(get_settings()))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the Alembic migrations (idempotent)."""
+    engine = _engine(get_settings(), migrate=False)
+    run_migrations(engine)
+    out.print(f"schema at revision {current_revision(engine)}")
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _engine(settings: Settings, *, migrate: bool = True) -> Engine:
+    """An engine on a reachable database; the embedded one is started and migrated on demand."""
+    if not settings.database_url:
+        try:
+            embedded(settings).up()
+        except EmbeddedError as exc:
+            raise _fail(str(exc)) from None
+    engine = make_engine(database_url(settings))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        raise _fail(f"cannot reach the database: {exc.orig}") from None
+    if migrate:
+        if settings.database_url:
+            if current_revision(engine) != head_revision():
+                raise _fail("the database schema is not up to date: run `gridmap db migrate`")
+        else:
+            run_migrations(engine)
+    return engine
+
+
+# ---- boundaries -----------------------------------------------------------------------------
+FilesArg = Annotated[
+    list[Path], typer.Argument(help="GeoPackage, GeoJSON or Shapefile; several for one per level")
+]
+LevelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--level",
+        help="The level a file holds (district|street|community|grid); once for all files or "
+        "once per file, in order. Without it a 'level' column or level-named layers are used.",
+    ),
+]
+FieldOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field",
+        help="Map a field to a column, e.g. --field code=GRID_ID (fields: code, name, level, "
+        "parent_code, population, households, valid_from, valid_to)",
+    ),
+]
+CrsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--crs",
+        help="Coordinate system of the file: wgs84|cgcs2000|gcj02|bd09|EPSG:n "
+        "(default: the file's own; GCJ-02/BD-09 files must say so here)",
+    ),
+]
+LayerOpt = Annotated[str | None, typer.Option("--layer", help="Read only this layer")]
+
+
+def _sources(
+    files: list[Path], levels: list[str] | None, layer: str | None
+) -> list[BoundarySource]:
+    levels = levels or []
+    if len(levels) not in (0, 1, len(files)):
+        raise _fail(f"--level given {len(levels)} times for {len(files)} files")
+    if len(levels) == 1:
+        levels = levels * len(files)
+    return [
+        BoundarySource(path, level=levels[i] if levels else None, layer=layer)
+        for i, path in enumerate(files)
+    ]
+
+
+def _fields(pairs: list[str] | None) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise _fail(f"--field {pair!r}: expected NAME=COLUMN")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _read(
+    files: list[Path], levels: list[str] | None, fields: list[str] | None, crs: str | None,
+    layer: str | None, settings: Settings,
+) -> BoundaryFile:  # fmt: skip
+    try:
+        with err.status("reading boundaries…"):
+            return read_boundaries(
+                _sources(files, levels, layer),
+                fields=_fields(fields),
+                crs=crs,
+                scheme=settings.code_scheme,
+            )
+    except BoundaryFileError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_report(report: Report, console: Console, limit: int | None = None) -> None:
+    console.print(report.summary(), highlight=False)
+    shown = report.issues if limit is None else report.issues[:limit]
+    for issue in shown:
+        colour = "red" if issue.severity == "error" else "yellow"
+        console.print(f"[{colour}]{issue.severity}[/] {issue}", highlight=False)
+    if limit is not None and len(report.issues) > limit:
+        console.print(f"… and {len(report.issues) - limit} more (use --json for all)")
+
+
+@boundaries_app.command("validate")
+def boundaries_validate(
+    files: FilesArg,
+    level: LevelOpt = None,
+    field: FieldOpt = None,
+    crs: CrsOpt = None,
+    layer: LayerOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Check a boundary set without touching the database. Exit 1 when it has errors."""
+    settings = get_settings()
+    data = _read(files, level, field, crs, layer, settings)
+    with err.status("validating…"):
+        report = boundary_service.check(data, settings.validation)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report, out)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _progress() -> Iterator[boundary_service.Progress]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+@boundaries_app.command("import")
+def boundaries_import(
+    files: FilesArg,
+    level: LevelOpt = None,
+    field: FieldOpt = None,
+    crs: CrsOpt = None,
+    layer: LayerOpt = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Version label (default: file name and time)")
+    ] = None,
+    activate: Annotated[
+        bool, typer.Option("--activate", help="Activate the new version right away")
+    ] = False,
+) -> None:
+    """Validate and import a boundary set as a new inactive version, in one transaction.
+
+    A set with any error is refused and nothing is written.
+    """
+    settings = get_settings()
+    data = _read(files, level, field, crs, layer, settings)
+    engine = _engine(settings)
+    try:
+        with _progress() as progress:
+            progress("validating", 0, 1)
+            version, report = boundary_service.import_boundaries(
+                engine, data, settings.validation, label=label, source_paths=files,
+                progress=progress,
+            )  # fmt: skip
+    except boundary_service.BoundaryRejected as exc:
+        _print_report(exc.report, err, limit=200)
+        raise _fail("the boundary set was refused; nothing was written", 1) from None
+    except boundary_service.LabelTaken as exc:
+        raise _fail(str(exc)) from None
+    counts = " / ".join(str(version.counts.get(lv, 0)) for lv in LEVELS)
+    out.print(f"imported version {version.id} '{version.label}': {counts} regions (inactive)")
+    for issue in report.warnings:
+        out.print(f"[yellow]warning[/] {issue}", highlight=False)
+    if activate:
+        version = boundary_service.activate(engine, version.id)
+        out.print(f"activated version {version.id}")
+    else:
+        out.print(f"activate it with: gridmap boundaries activate {version.id}")
+
+
+@boundaries_app.command("activate")
+def boundaries_activate(
+    version: Annotated[str, typer.Argument(help="Version id or label")],
+) -> None:
+    """Make a boundary version the current one (the previous one stays queryable)."""
+    engine = _engine(get_settings())
+    try:
+        activated = boundary_service.activate(engine, version)
+    except boundary_service.VersionNotFound as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"activated version {activated.id} '{activated.label}'")
+
+
+@boundaries_app.command("list")
+def boundaries_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The boundary versions, oldest first."""
+    engine = _engine(get_settings())
+    with engine.connect() as conn:
+        versions = boundary_service.list_versions(conn)
+    if as_json:
+        typer.echo(json.dumps([v.to_dict() for v in versions], ensure_ascii=False, indent=2))
+        return
+    table = Table("id", "label", "regions (d/s/c/g)", "loaded", "activated", "active")
+    for v in versions:
+        table.add_row(
+            str(v.id),
+            v.label,
+            " / ".join(str(v.counts.get(lv, 0)) for lv in LEVELS),
+            f"{v.loaded_at:%Y-%m-%d %H:%M}",
+            f"{v.activated_at:%Y-%m-%d %H:%M}" if v.activated_at else "",
+            "●" if v.is_active else "",
+        )
+    out.print(table)
+
+
+# ---- demo -----------------------------------------------------------------------------------
+OutputOpt = Annotated[Path, typer.Option("-o", "--output", help="File to write (.gpkg, .geojson)")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same geometry")]
+
+
+@demo_app.command("district")
+def demo_district(output: OutputOpt, seed: SeedOpt = 20191216) -> None:
+    """The demo district: Hongqiao-like, 1 / 10 / 123 / 992, about 320,000 residents."""
+    from gis.synth import generate, hongqiao_spec
+
+    with err.status("generating…"):
+        frame = generate(hongqiao_spec(seed))
+    write_boundaries(frame, output)
+    out.print(f"wrote {len(frame)} regions to {output}")
+
+
+@demo_app.command("city")
+def demo_city(
+    output: OutputOpt,
+    grids: Annotated[int, typer.Option("--grids", min=1, help="Number of basic grids")] = 100_000,
+    seed: SeedOpt = 20191216,
+) -> None:
+    """A bigger synthetic city with Hongqiao's proportions, for benchmarks."""
+    from gis.synth import city_spec, generate
+
+    with err.status(f"generating {grids:,} grids…"):
+        frame = generate(city_spec(grids, seed))
+    write_boundaries(frame, output)
+    counts = " / ".join(str(int((frame["level"] == lv).sum())) for lv in LEVELS)
+    out.print(f"wrote {counts} regions to {output}")
+
+
+# ---- run ------------------------------------------------------------------------------------
+@app.command("setup")
+def setup() -> None:
+    """Start the database, apply migrations, and load the demo district if the database is empty."""
+    settings = get_settings()
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        empty = boundary_service.is_empty(conn)
+    if empty:
+        demo = settings.demo_boundaries
+        if not demo.exists():
+            raise _fail(f"demo boundaries {demo} not found (GRIDMAP_DEMO_BOUNDARIES)")
+        data = _read([demo], None, None, None, None, settings)
+        try:
+            with _progress() as progress:
+                version, _ = boundary_service.import_boundaries(
+                    engine, data, settings.validation, label="demo", source_paths=[demo],
+                    progress=progress,
+                )  # fmt: skip
+        except boundary_service.BoundaryRejected as exc:
+            _print_report(exc.report, err, limit=50)
+            raise _fail(f"the demo file {demo} does not validate") from None
+        boundary_service.activate(engine, version.id)
+        out.print(f"loaded the demo district from {demo.name} as version {version.id}")
+    with engine.connect() as conn:
+        active = boundary_service.active_version(conn)
+    if active:
+        counts = " / ".join(str(active.counts.get(lv, 0)) for lv in LEVELS)
+        out.print(f"active boundary version {active.id} '{active.label}': {counts} regions")
+    engine.dispose()
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (GRIDMAP_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (GRIDMAP_PORT)")] = None,
+) -> None:
+    """Serve the API and pages with uvicorn against the embedded or configured database."""
+    import uvicorn
+
+    settings = get_settings()
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        first = conn.execute(
+            text(
+                "SELECT r.code FROM region r JOIN boundary_version v ON v.id = r.version_id "
+                "WHERE v.is_active AND r.level = 'district' ORDER BY r.code LIMIT 1"
+            )
+        ).scalar_one_or_none()
+    engine.dispose()
+    host = host or settings.host
+    port = port or settings.port
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    out.print("\n[bold]gridmap is serving[/] — open:", highlight=False)
+    out.print(f"  {base}/                      home", highlight=False)
+    if first:
+        out.print(f"  {base}/regions/{first}/map   district map", highlight=False)
+    out.print(f"  {base}/docs                  API (OpenAPI)", highlight=False)
+    out.print(f"  {base}/api/v1/regions?level=street", highlight=False)
+    out.print(f"  {base}/health\n", highlight=False)
+    sys.stdout.flush()
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""ORM models (GeoAlchemy2). The schema itself is made by the Alembic migrations only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gis.codes import LEVELS
+
+SRID = 4490
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class BoundaryVersion(Base):
+    """One imported boundary set (a MapIt-style generation). At most one is active."""
+
+    __tablename__ = "boundary_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String(200), unique=True)
+    source_file: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    loaded_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    is_active: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+
+    __table_args__ = (
+        Index("boundary_version_one_active", "is_active", unique=True,
+              postgresql_where="is_active"),
+    )  # fmt: skip
+
+
+class BoundaryActivation(Base):
+    """Every activation, so that ``as_of`` finds the version current at any past moment."""
+
+    __tablename__ = "boundary_activation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("boundary_version.id", ondelete="CASCADE"), index=True
+    )
+    activated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class Region(Base):
+    """A district, street, community or basic grid of one boundary version."""
+
+    __tablename__ = "region"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("boundary_version.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(Text)
+    level: Mapped[str] = mapped_column(String(16))
+    parent_code: Mapped[str | None] = mapped_column(String(32))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"))
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False))
+    area_m2: Mapped[float] = mapped_column(Float)
+    population: Mapped[int | None] = mapped_column(Integer)
+    households: Mapped[int | None] = mapped_column(Integer)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    valid_from: Mapped[dt.date | None] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+
+    __table_args__ = (
+        UniqueConstraint("version_id", "code", name="region_version_code"),
+        CheckConstraint(
+            "level IN (" + ", ".join(f"'{lv}'" for lv in LEVELS) + ")", name="region_level"
+        ),
+        Index("region_version_level_code", "version_id", "level", "code"),
+        Index("region_version_parent", "version_id", "parent_code"),
+        Index("region_geom", "geom", postgresql_using="gist"),
+    )
+
+
+class RegionPart(Base):
+    """Regions cut by ST_Subdivide into small pieces, so point lookups touch few vertices."""
+
+    __tablename__ = "region_subdivided"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("region.id", ondelete="CASCADE"), index=True)
+    version_id: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    geom: Mapped[Any] = mapped_column(Geometry("POLYGON", srid=SRID, spatial_index=False))
+
+    __table_args__ = (
+        Index("region_subdivided_geom", "geom", postgresql_using="gist"),
+        Index("region_subdivided_version_level", "version_id", "level"),
+    )

@@ -1,0 +1,63 @@
+"""The application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.api import health, pages, problems, regions
+from app.db.engine import database_url, make_engine
+from app.settings import Settings, get_settings
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
+
+DESCRIPTION = """
+GIS grid management for district command centres: the four-level grid (district → street →
+community → basic grid) in PostGIS, with boundary versions. Errors are RFC 9457 problem+json
+with a stable `type` (`urn:gridmap:problem:…`) and, for invalid input, the field named in
+`errors[].field`. Coordinates are CGCS2000 (EPSG:4490) lon/lat; GeoJSON follows RFC 7946.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(database_url(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="gridmap",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # served below from vendored Swagger UI, not its CDN
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(regions.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="gridmap API",
+            swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
+        )
+
+    return app

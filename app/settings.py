@@ -1,0 +1,97 @@
+"""Configuration: every setting is a ``GRIDMAP_*`` environment variable (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gis.codes import CodeScheme
+from gis.crs import UnknownCRSError, normalise_crs
+from gis.hierarchy import ValidationOptions
+
+
+def project_root() -> Path:
+    """The checkout holding this package when run from source, else the working directory."""
+    here = Path(__file__).resolve().parents[1]
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRIDMAP_", extra="ignore")
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of an external PostGIS; unset: the embedded cluster in var/pg.",
+    )
+    var_dir: Path = Field(
+        default_factory=lambda: project_root() / "var",
+        description="Where the embedded cluster, its socket and other run-time state live.",
+    )
+    pg_port: int = Field(5432, ge=1, le=65535, description="Embedded cluster's port number.")
+    pg_tcp: bool = Field(
+        False, description="Also listen on 127.0.0.1:pg_port (password in var/pg-password)."
+    )
+    pg_os_user: str | None = Field(
+        None,
+        description="When run as root: the unprivileged OS user that runs the embedded cluster "
+        "(default: 'postgres' if it exists, else a system user 'gridmap' is created).",
+    )
+    metric_crs: str = Field("EPSG:4548", description="Projected CRS for areas and distances.")
+    code_widths: str = Field("6,3,3,3", description="Digits per level: district,street,…,grid.")
+    containment: float = Field(0.995, gt=0, le=1, description="Share of a child inside parent.")
+    gap_tolerance_m2: float = Field(1.0, ge=0, description="Gaps/overlaps below this are ignored.")
+    demo_boundaries: Path = Field(
+        default_factory=lambda: project_root() / "data" / "boundaries" / "hongqiao_demo.gpkg",
+        description="Boundary file loaded by `gridmap setup` into an empty database.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    tile_url: str | None = Field(
+        None,
+        description="Basemap tile URL template, e.g. an intranet Tianditu proxy; "
+        "unset: boundaries on a dark background.",
+    )
+    tile_attribution: str = ""
+
+    @field_validator("metric_crs")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        try:
+            crs = normalise_crs(value)
+        except UnknownCRSError as exc:
+            raise ValueError(str(exc)) from exc
+        if not crs.startswith("EPSG:"):
+            raise ValueError(f"{value!r} must be a projected EPSG code, e.g. EPSG:4548")
+        return crs
+
+    @field_validator("code_widths")
+    @classmethod
+    def _widths(cls, value: str) -> str:
+        CodeScheme.parse(value)
+        return value
+
+    @property
+    def code_scheme(self) -> CodeScheme:
+        return CodeScheme.parse(self.code_widths)
+
+    @property
+    def metric_srid(self) -> int:
+        """The metric CRS as an SRID PostGIS knows (it must be an EPSG code)."""
+        return int(self.metric_crs.split(":", 1)[1])
+
+    @property
+    def validation(self) -> ValidationOptions:
+        return ValidationOptions(
+            scheme=self.code_scheme,
+            metric_crs=self.metric_crs,
+            containment=self.containment,
+            tolerance_m2=self.gap_tolerance_m2,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Web pages (folium maps) and their locally served assets."""
