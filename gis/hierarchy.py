@@ -29,7 +29,7 @@ import pandas as pd
 import shapely
 
 from gis.codes import LEVELS, CodeScheme, level_rank
-from gis.crs import metric_area
+from gis.crs import metric_area, transform_geometries
 
 __all__ = ["Issue", "Report", "ValidationOptions", "validate"]
 
@@ -155,14 +155,23 @@ class _Ctx:
 def validate(frame: gpd.GeoDataFrame, options: ValidationOptions | None = None) -> Report:
     """Check a boundary set; never raises on bad data, reports it."""
     options = options or ValidationOptions()
-    frame = frame.copy()
+    # Rows are addressed by label below: make the labels unique.
+    frame = frame.reset_index(drop=True)
     for column in ("level", "code", "parent_code"):
         if column not in frame.columns:
             frame[column] = None
+        # pandas' string dtype stores a missing value as NaN; below, only str counts as present.
+        frame[column] = frame[column].map(_text_or_none)
     if frame.crs is None:
         frame = frame.set_crs("EPSG:4490")
     elif frame.crs.to_epsg() != 4490:
-        frame = frame.to_crs("EPSG:4490")
+        # Densified, not frame.to_crs: a projected frame's straight edges must stay shared.
+        crs = frame.crs.to_string()
+        frame = gpd.GeoDataFrame(
+            frame.drop(columns=frame.geometry.name),
+            geometry=transform_geometries(frame.geometry.to_numpy(), crs),
+            crs="EPSG:4490",
+        )
     ctx = _Ctx(frame, options)
     report = Report(counts={level: int((frame["level"] == level).sum()) for level in LEVELS})
 
@@ -175,6 +184,10 @@ def validate(frame: gpd.GeoDataFrame, options: ValidationOptions | None = None) 
     overlapping = _check_overlaps(ctx, report, usable, known)
     _check_nesting(ctx, report, usable, known, parents, overlapping)
     return report
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
 
 
 def _check_geometries(ctx: _Ctx, report: Report) -> gpd.GeoSeries:
@@ -243,12 +256,12 @@ def _check_codes(ctx: _Ctx, report: Report) -> None:
     scheme = ctx.options.scheme
     frame = ctx.frame
     codes = frame["code"]
-    present = codes.map(lambda c: isinstance(c, str) and c != "")
+    present = codes.notna()
     for idx in frame.index[~present]:
         report.issues.append(Issue("missing-code", "the feature has no code", **ctx.ref(idx)))
     for idx in frame.index:
         if frame.at[idx, "level"] not in LEVELS:
-            raw = frame.at[idx, "level"]
+            raw = _text_or_none(frame.at[idx, "level"])
             report.issues.append(
                 Issue(
                     "unknown-level",
@@ -294,7 +307,7 @@ def _feature_name(ctx: _Ctx, idx: Any) -> str:
 def _check_parents(ctx: _Ctx, report: Report) -> pd.Series:
     """Report missing or wrong-level parents; return each row's parent index (or NaN)."""
     frame = ctx.frame
-    present = frame["code"].map(lambda c: isinstance(c, str) and c != "")
+    present = frame["code"].notna()
     first = frame[present].drop_duplicates("code")
     by_code = pd.Series(first.index, index=first["code"])
     parent_index = pd.Series(np.nan, index=frame.index, dtype=object)

@@ -43,7 +43,7 @@ CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
     "code": ("code", "region_code", "grid_code", "编码", "代码", "网格编码", "区划代码"),
     "name": ("name", "名称", "网格名称"),
     "level": ("level", "层级", "级别"),
-    "parent_code": ("parent_code", "parent", "上级编码", "上级代码"),
+    "parent_code": ("parent_code", "parent_cod", "parent", "上级编码", "上级代码"),
     "population": ("population", "pop", "人口"),
     "households": ("households", "户数"),
     "valid_from": ("valid_from", "start_date", "启用日期"),
@@ -165,7 +165,8 @@ def _read_layer(
 ) -> tuple[gpd.GeoDataFrame, list[Issue]]:
     label = f"{path.name}:{layer}" if layer and path.suffix.lower() == ".gpkg" else path.name
     try:
-        raw = pyogrio.read_dataframe(path, layer=layer)
+        # fid_as_index: features are then named by the file's own ids, as QGIS and ogrinfo show.
+        raw = pyogrio.read_dataframe(path, layer=layer, fid_as_index=True)
     except Exception as exc:
         raise BoundaryFileError(f"{label}: cannot be read: {exc}") from exc
     if not isinstance(raw, gpd.GeoDataFrame) or raw.geometry.name not in raw.columns:
@@ -210,7 +211,7 @@ def _read_layer(
 
     issues: list[Issue] = []
     n = len(raw)
-    feature = [f"{label}#{i}" for i in range(n)]
+    feature = [f"{label}#{fid}" for fid in raw.index]
     codes = [_text(v) for v in raw[chosen["code"]]] if n else []
     if level is not None:
         levels: list[Any] = [level] * n

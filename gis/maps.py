@@ -6,6 +6,7 @@ CDNs, and the service rewrites them to its own vendored copies before rendering.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +48,7 @@ def boundary_layer(
     """One level's boundaries as a GeoJSON layer with a name/code tooltip."""
     style = dict(LEVEL_STYLE.get(level, LEVEL_STYLE["grid"]))
     if highlight:
-        style.update(weight=style["weight"] + 2, fillOpacity=0.25)
+        style.update(weight=style["weight"] + 3, fillOpacity=0.12)
     collection = {"type": "FeatureCollection", "features": list(features)}
     return folium.GeoJson(
         collection,
@@ -59,6 +60,30 @@ def boundary_layer(
             fields=["name", "code"], aliases=[labels["name"], labels["code"]], sticky=True
         ),
     )
+
+
+def _add_labels(layer: folium.GeoJson, features: Sequence[Mapping[str, Any]], level: str) -> None:
+    """Names at each feature's label point, sized for a wall."""
+    size = {"district": 22, "street": 18, "community": 15, "grid": 13}.get(level, 13)
+    colour = LEVEL_STYLE.get(level, LEVEL_STYLE["grid"])["color"]
+    for feature in features:
+        props = feature["properties"]
+        if not props.get("label_point") or not props.get("name"):
+            continue
+        lon, lat = props["label_point"]
+        folium.Marker(
+            [lat, lon],
+            icon=folium.DivIcon(
+                html=(
+                    f'<div class="gridmap-label" style="font-size:{size}px;color:{colour};'
+                    "transform:translate(-50%,-50%);white-space:nowrap;pointer-events:none;"
+                    'text-shadow:0 0 3px #000,0 0 6px #000;font-weight:600">'
+                    f"{html.escape(str(props['name']))}</div>"
+                ),
+                icon_size=(0, 0),
+            ),
+            interactive=False,
+        ).add_to(layer)
 
 
 def region_map(
@@ -81,17 +106,20 @@ def region_map(
     else:
         m.get_root().header.add_child(
             folium.Element(
-                f"<style>.folium-map, .leaflet-container {{ background: {DARK_BACKGROUND}; }}"
-                "</style>"
+                # !important: leaflet.css, linked after this, sets its own grey background.
+                f"<style>.leaflet-container {{ background: {DARK_BACKGROUND} !important; }}</style>"
             )
         )
-    for level, layer_name, features in layers:
-        if features:
-            boundary_layer(features, level, layer_name, labels=labels).add_to(m)
+    # The region goes underneath, so that its children on top get the pointer and tooltips.
     boundary_layer(
         [region], region["properties"]["level"], region["properties"]["name"] or "",
         labels=labels, highlight=True,
     ).add_to(m)  # fmt: skip
+    for level, layer_name, features in layers:
+        if features:
+            layer = boundary_layer(features, level, layer_name, labels=labels)
+            _add_labels(layer, features, level)
+            layer.add_to(m)
     bounds = bounds_of([region, *[f for _, _, feats in layers for f in feats]])
     if bounds:
         m.fit_bounds(bounds)
