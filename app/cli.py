@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine, text
@@ -52,7 +53,7 @@ def main() -> None:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -238,7 +239,10 @@ def _print_report(report: Report, console: Console, limit: int | None = None) ->
     shown = report.issues if limit is None else report.issues[:limit]
     for issue in shown:
         colour = "red" if issue.severity == "error" else "yellow"
-        console.print(f"[{colour}]{issue.severity}[/] {issue}", highlight=False)
+        # One line per issue, never wrapped, so that it can be grepped.
+        console.print(
+            f"[{colour}]{issue.severity}[/] {escape(str(issue))}", highlight=False, soft_wrap=True
+        )
     if limit is not None and len(report.issues) > limit:
         console.print(f"… and {len(report.issues) - limit} more (use --json for all)")
 
@@ -321,7 +325,7 @@ def boundaries_import(
     counts = " / ".join(str(version.counts.get(lv, 0)) for lv in LEVELS)
     out.print(f"imported version {version.id} '{version.label}': {counts} regions (inactive)")
     for issue in report.warnings:
-        out.print(f"[yellow]warning[/] {issue}", highlight=False)
+        out.print(f"[yellow]warning[/] {escape(str(issue))}", highlight=False, soft_wrap=True)
     if activate:
         version = boundary_service.activate(engine, version.id)
         out.print(f"activated version {version.id}")

@@ -46,7 +46,10 @@ def parse_as_of(value: str | None) -> dt.datetime | dt.date | None:
 
 def get_scope(
     conn: Conn,
-    as_of: Annotated[str | None, Query(description=AS_OF_DOC, examples=["2026-01-01"])] = None,
+    as_of: Annotated[
+        str | None,
+        Query(description=AS_OF_DOC, examples=["2026-01-01"], pattern=r"^\d{4}-\d{2}-\d{2}"),
+    ] = None,
 ) -> Scope:
     moment = parse_as_of(as_of)
     try:

@@ -7,13 +7,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.api.problems import problem_responses
+
 router = APIRouter(tags=["health"])
 
 
-@router.get(
-    "/health",
-    responses={503: {"description": "The database cannot be reached"}},
-)
+@router.get("/health", responses=problem_responses(503))
 def health(request: Request) -> JSONResponse:
     """200 when the database answers; 503 (problem+json) when it does not."""
     try:

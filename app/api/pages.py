@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
 from app.api.deps import Conn, ScopeDep, get_settings
-from app.api.problems import not_found
+from app.api.problems import not_found, problem_responses
 from app.services import regions as service
 from app.settings import Settings
 from app.web.assets import localize
@@ -18,7 +18,7 @@ from app.web.i18n import labels
 from gis.codes import LEVELS, level_rank
 from gis.maps import region_map
 
-router = APIRouter(tags=["pages"])
+router = APIRouter(tags=["pages"], responses=problem_responses(404, 422))
 Lang = Annotated[Literal["zh", "en"], Query(description="Label language")]
 
 
@@ -51,7 +51,6 @@ a{{color:#4fc3f7}}</style></head><body><h1>gridmap · {t["home_title"]}</h1>
 @router.get(
     "/regions/{code}/map",
     response_class=HTMLResponse,
-    responses={404: {"description": "Unknown region (problem+json)"}},
 )
 def region_map_page(
     code: Annotated[str, Path(max_length=32, examples=["120106"])],

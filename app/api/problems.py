@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("gridmap.api")
@@ -24,6 +25,38 @@ _TITLES = {
     500: "Internal error",
     503: "Service unavailable",
 }
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The offending parameter or body field, e.g. 'bbox'")
+    message: str
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="Stable identifier, urn:gridmap:problem:<kind>")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(None, description="Invalid input, field by field")
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries documenting problem+json answers."""
+    descriptions = {
+        404: "Not found (problem+json)",
+        422: "Invalid input, the field named in errors[].field (problem+json)",
+        503: "Service unavailable (problem+json)",
+    }
+    return {
+        status: {
+            "description": descriptions.get(status, _TITLES.get(status, "Error")),
+            "content": {MEDIA_TYPE: {"schema": ProblemDetail.model_json_schema()}},
+        }
+        for status in statuses
+    }
 
 
 class Problem(Exception):

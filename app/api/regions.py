@@ -13,15 +13,18 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from app.api.deps import Conn, ScopeDep, get_settings
-from app.api.problems import MEDIA_TYPE, invalid, not_found
+from app.api.problems import invalid, not_found, problem_responses
 from app.services import boundaries as boundary_service
 from app.services import regions as service
 from app.services.regions import Scope
 from app.settings import Settings
 
-router = APIRouter(prefix="/api/v1", tags=["regions"])
+router = APIRouter(prefix="/api/v1", tags=["regions"], responses=problem_responses(404, 422))
 
 MAX_LIMIT = 1000
+_NUMBER = r"-?\d+(?:\.\d+)?"
+BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 MAX_SIMPLIFY_M = 5000.0
 Level = Literal["district", "street", "community", "grid"]  # gis.codes.LEVELS
 CodePath = Annotated[
@@ -29,11 +32,6 @@ CodePath = Annotated[
     Path(description="Region code, e.g. 120106 (district) … 120106001001001 (grid)",
          max_length=32, examples=["120106"]),
 ]  # fmt: skip
-PROBLEM = {"model": None, "content": {MEDIA_TYPE: {}}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Unknown region (problem+json)", **PROBLEM},
-    422: {"description": "Invalid parameter, the field named (problem+json)", **PROBLEM},
-}
 
 
 class VersionRef(BaseModel):
@@ -129,7 +127,7 @@ def _require(conn: Conn, scope: Scope, code: str) -> None:
         raise not_found(f"no region {code} in boundary version {scope.version.id}")
 
 
-@router.get("/regions", response_model=RegionPage, responses=ERRORS)
+@router.get("/regions", response_model=RegionPage)
 def list_regions(
     conn: Conn,
     scope: ScopeDep,
@@ -146,7 +144,10 @@ def list_regions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")] = 100,
     cursor: Annotated[
-        str | None, Query(description="next_cursor of the previous page", max_length=64)
+        str | None,
+        Query(
+            description="next_cursor of the previous page", max_length=64, pattern=CURSOR_PATTERN
+        ),
     ] = None,
 ) -> RegionPage:
     """Regions of the active (or ``as_of``) boundary version, by code, one page at a time."""
@@ -164,7 +165,7 @@ def list_regions(
     )
 
 
-@router.get("/regions/{code}", response_model=RegionDetail, responses=ERRORS)
+@router.get("/regions/{code}", response_model=RegionDetail)
 def get_region(code: CodePath, conn: Conn, scope: ScopeDep) -> RegionDetail:
     """One region with its attributes and the number of its children."""
     detail = service.get_region(conn, scope, code)
@@ -173,13 +174,13 @@ def get_region(code: CodePath, conn: Conn, scope: ScopeDep) -> RegionDetail:
     return RegionDetail(**detail, boundary_version=_ref(scope))
 
 
-@router.get("/regions/{code}/children", response_model=RegionPage, responses=ERRORS)
+@router.get("/regions/{code}/children", response_model=RegionPage)
 def children(
     code: CodePath,
     conn: Conn,
     scope: ScopeDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, Query(max_length=64, pattern=CURSOR_PATTERN)] = None,
 ) -> RegionPage:
     """The regions one level down (a grid has none)."""
     after = _decode_cursor(cursor)
@@ -192,7 +193,7 @@ def children(
     )
 
 
-@router.get("/regions/{code}/ancestors", response_model=RegionChain, responses=ERRORS)
+@router.get("/regions/{code}/ancestors", response_model=RegionChain)
 def ancestors(code: CodePath, conn: Conn, scope: ScopeDep) -> RegionChain:
     """The chain above the region, district first."""
     _require(conn, scope, code)
@@ -204,7 +205,6 @@ def ancestors(code: CodePath, conn: Conn, scope: ScopeDep) -> RegionChain:
     "/regions/{code}/geometry",
     responses={
         200: {"content": {"application/geo+json": {}}, "description": "A GeoJSON Feature"},
-        **ERRORS,
     },
     response_class=JSONResponse,
 )

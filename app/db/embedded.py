@@ -56,10 +56,15 @@ class PostgresNotFound(EmbeddedError):
 
 
 def find_bindir() -> Path:
-    """The directory holding initdb, pg_ctl and postgres."""
-    candidates: list[Path] = []
+    """The directory holding initdb, pg_ctl and postgres (``GRIDMAP_PG_BINDIR`` if set)."""
+    tools = ("initdb", "pg_ctl", "postgres")
     if os.environ.get("GRIDMAP_PG_BINDIR"):
-        candidates.append(Path(os.environ["GRIDMAP_PG_BINDIR"]))
+        chosen = Path(os.environ["GRIDMAP_PG_BINDIR"])
+        if all((chosen / tool).exists() for tool in tools):
+            return chosen
+        raise PostgresNotFound(f"GRIDMAP_PG_BINDIR={chosen} lacks initdb/pg_ctl/postgres.\n"
+                               + INSTALL_HINT)  # fmt: skip
+    candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.CalledProcessError):
@@ -77,7 +82,7 @@ def find_bindir() -> Path:
     )
     candidates += [Path("/usr/local/pgsql/bin"), Path("/usr/local/bin"), Path("/usr/bin")]
     for bindir in candidates:
-        if all((bindir / tool).exists() for tool in ("initdb", "pg_ctl", "postgres")):
+        if all((bindir / tool).exists() for tool in tools):
             return bindir
     raise PostgresNotFound(INSTALL_HINT)
 
@@ -223,11 +228,13 @@ class EmbeddedPostgres:
         """Stop and delete the cluster's files (used for throw-away test clusters)."""
         with contextlib.suppress(EmbeddedError, subprocess.CalledProcessError):
             self.down()
-        target = self.data_dir.resolve()
-        shutil.rmtree(target, ignore_errors=True)
-        if self.data_dir.is_symlink():
-            self.data_dir.unlink()
-        shutil.rmtree(self.socket_dir, ignore_errors=True)
+        for path in (self.data_dir, self.socket_dir):
+            shutil.rmtree(path.resolve(), ignore_errors=True)
+            if path.is_symlink():
+                path.unlink()
+        home = self._relocated_home()
+        if home.is_dir() and not any(home.iterdir()):
+            home.rmdir()
 
     def create_database(
         self, name: str, *, template: str | None = None, exist_ok: bool = False
@@ -322,6 +329,10 @@ class EmbeddedPostgres:
         )
         return result.returncode == 0
 
+    def _relocated_home(self) -> Path:
+        digest = hashlib.sha1(str(self.base).encode()).hexdigest()[:12]
+        return Path("/var/lib/gridmap") / digest
+
     def _prepare_dirs(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         owner = self._owner()
@@ -330,15 +341,17 @@ class EmbeddedPostgres:
             and not self.data_dir.exists()
             and not self._reachable_by(owner, self.base)
         ):
-            digest = hashlib.sha1(str(self.base).encode()).hexdigest()[:12]
-            real = Path("/var/lib/gridmap") / digest
-            (real / "pg").mkdir(parents=True, exist_ok=True)
-            os.chmod(real.parent, 0o755)
-            os.chmod(real, 0o755)
-            self.data_dir.symlink_to(real / "pg", target_is_directory=True)
+            home = self._relocated_home()
+            home.mkdir(parents=True, exist_ok=True)
+            os.chmod(home.parent, 0o755)
+            os.chmod(home, 0o755)
+            for link in (self.data_dir, self.socket_dir):
+                if link.parent == self.base and not link.exists():
+                    (home / link.name).mkdir(exist_ok=True)
+                    link.symlink_to(home / link.name, target_is_directory=True)
             print(
-                f"note: {owner.pw_name} cannot reach {self.base}; the cluster lives in "
-                f"{real / 'pg'} (linked from {self.data_dir})",
+                f"note: {owner.pw_name} cannot reach {self.base}; the cluster lives in {home} "
+                f"(linked from {self.data_dir})",
                 file=sys.stderr,
             )
         for path in (self.data_dir, self.socket_dir):
@@ -346,7 +359,7 @@ class EmbeddedPostgres:
             if owner is not None:
                 os.chown(path.resolve(), owner.pw_uid, owner.pw_gid)
             os.chmod(path.resolve(), 0o700)
-        if owner is not None and not self._reachable_by(owner, self.socket_dir):
+        if owner is not None and not self._reachable_by(owner, self.socket_dir.resolve()):
             raise EmbeddedError(
                 f"{owner.pw_name} cannot reach {self.socket_dir}; set GRIDMAP_VAR_DIR to a "
                 "directory every user can traverse"
@@ -360,7 +373,7 @@ class EmbeddedPostgres:
         password = secrets.token_urlsafe(24)
         self.password_file.write_text(password + "\n")
         os.chmod(self.password_file, 0o600)
-        pwfile = self.socket_dir / ".initdb-pw"
+        pwfile = self.socket_dir.resolve() / ".initdb-pw"
         pwfile.write_text(password + "\n")
         owner = self._owner()
         if owner is not None:
@@ -383,7 +396,7 @@ class EmbeddedPostgres:
     def _write_conf(self) -> None:
         lines = [
             f"port = {self.port}",
-            f"unix_socket_directories = '{self.socket_dir}'",
+            f"unix_socket_directories = '{self.socket_dir.resolve()}'",
             "unix_socket_permissions = 0700",
             f"listen_addresses = '{'127.0.0.1' if self.tcp else ''}'",
             "max_connections = 100",
