@@ -1,0 +1,188 @@
+"""Shared fixtures: one throw-away PostGIS cluster per test run, template databases, and a fresh
+database per test cloned from a template (CREATE DATABASE … TEMPLATE), so tests are isolated and
+run on the real thing."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from app.db.embedded import EmbeddedPostgres
+from app.db.engine import make_engine, upgrade
+from app.services import boundaries as boundary_service
+from app.settings import Settings, get_settings
+from gis.io import read_boundaries
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def private_tmpdir(prefix: str) -> Path:
+    """A temporary directory the cluster's unprivileged OS user can reach (pytest's own
+    tmp_path lives under a 0700 directory when run as root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[EmbeddedPostgres]:
+    base = private_tmpdir("gridmap-test-")
+    cluster = EmbeddedPostgres(base, fast=True, database="postgres")
+    cluster.up()
+    yield cluster
+    cluster.destroy()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def empty_template(pg: EmbeddedPostgres) -> str:
+    """Migrated, no boundaries."""
+    name = "tpl_empty"
+    pg.create_database(name)
+    engine = make_engine(pg.url(name))
+    upgrade(engine)
+    engine.dispose()
+    return name
+
+
+@pytest.fixture(scope="session")
+def demo_template(pg: EmbeddedPostgres, empty_template: str) -> str:
+    """Migrated, with the shipped demo district imported and active (version 1)."""
+    name = "tpl_demo"
+    pg.create_database(name, template=empty_template)
+    engine = make_engine(pg.url(name))
+    settings = Settings(database_url=pg.url(name))
+    data = read_boundaries([DEMO_FILE], scheme=settings.code_scheme)
+    version, _ = boundary_service.import_boundaries(
+        engine, data, settings.validation, label="demo", source_paths=[DEMO_FILE]
+    )
+    boundary_service.activate(engine, version.id)
+    engine.dispose()
+    return name
+
+
+def _clone(pg: EmbeddedPostgres, template: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    pg.create_database(name, template=template)
+    yield pg.url(name)
+    pg.drop_database(name)
+
+
+@pytest.fixture
+def empty_db(pg: EmbeddedPostgres, empty_template: str) -> Iterator[str]:
+    """URL of a fresh migrated database with no boundaries (one per test)."""
+    yield from _clone(pg, empty_template)
+
+
+@pytest.fixture
+def demo_db(pg: EmbeddedPostgres, demo_template: str) -> Iterator[str]:
+    """URL of a fresh database holding the active demo district (one per test)."""
+    yield from _clone(pg, demo_template)
+
+
+@pytest.fixture(scope="session")
+def shared_demo_db(pg: EmbeddedPostgres, demo_template: str) -> Iterator[str]:
+    """A demo database shared by read-only tests (never write to it)."""
+    yield from _clone(pg, demo_template)
+
+
+def make_settings(url: str, tmp: Path) -> Settings:
+    return Settings(database_url=url, var_dir=tmp / "var")
+
+
+@pytest.fixture
+def client_for(tmp_path: Path) -> Iterator[Callable[[str], TestClient]]:
+    """Build a TestClient on the app for a database URL."""
+    from app.main import create_app
+
+    clients: list[TestClient] = []
+
+    def build(url: str) -> TestClient:
+        client = TestClient(create_app(make_settings(url, tmp_path)))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def shared_client(shared_demo_db: str) -> Iterator[TestClient]:
+    """The app on the shared demo database (read-only tests)."""
+    from app.main import create_app
+
+    with TestClient(create_app(Settings(database_url=shared_demo_db))) as client:
+        yield client
+
+
+class Cli:
+    """Runs ``gridmap`` in-process with GRIDMAP_* variables for one database."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+        from app.cli import app
+
+        # CliRunner sets and restores the environment; settings are cached per process.
+        get_settings.cache_clear()
+        try:
+            return self.runner.invoke(app, [str(a) for a in args], env={**self.env, **(env or {})})
+        finally:
+            get_settings.cache_clear()
+
+
+@pytest.fixture
+def cli_for(tmp_path: Path) -> Callable[[str], Cli]:
+    def build(url: str) -> Cli:
+        return Cli({"GRIDMAP_DATABASE_URL": url, "GRIDMAP_VAR_DIR": str(tmp_path / "var")})
+
+    return build
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(shared_demo_db: str) -> Iterator[str]:
+    """The app served by uvicorn on a free loopback port (for the browser tests)."""
+    import uvicorn
+
+    from app.main import create_app
+
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(Settings(database_url=shared_demo_db)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
