@@ -455,13 +455,19 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    out.print("\n[bold]gridmap is serving[/] — open:", highlight=False)
-    out.print(f"  {base}/                      home", highlight=False)
+    pages = [(f"{base}/", "home")]
     if first:
-        out.print(f"  {base}/regions/{first}/map   district map", highlight=False)
-    out.print(f"  {base}/docs                  API (OpenAPI)", highlight=False)
-    out.print(f"  {base}/api/v1/regions?level=street", highlight=False)
-    out.print(f"  {base}/health\n", highlight=False)
+        pages.append((f"{base}/regions/{first}/map", "district map"))
+    pages += [
+        (f"{base}/docs", "API (OpenAPI)"),
+        (f"{base}/api/v1/regions?level=street", "streets as JSON"),
+        (f"{base}/health", "health"),
+    ]
+    width = max(len(url) for url, _ in pages)
+    out.print("\n[bold]gridmap is serving[/] — open:", highlight=False)
+    for url, what in pages:
+        out.print(f"  {url:<{width}}  {what}", highlight=False, soft_wrap=True)
+    out.print()
     sys.stdout.flush()
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
 

@@ -12,9 +12,17 @@ from typing import Any
 
 import folium
 
-__all__ = ["DARK_BACKGROUND", "LEVEL_STYLE", "boundary_layer", "bounds_of", "region_map"]
+__all__ = [
+    "DARK_BACKGROUND",
+    "LEVEL_STYLE",
+    "boundary_layer",
+    "bounds_of",
+    "region_map",
+    "shared_prefix",
+]
 
 DARK_BACKGROUND = "#0b1320"
+HIGHLIGHT = "#ffd54f"
 
 # Wall-readable: thicker, brighter lines for the higher levels.
 LEVEL_STYLE: dict[str, dict[str, Any]] = {
@@ -48,7 +56,7 @@ def boundary_layer(
     """One level's boundaries as a GeoJSON layer with a name/code tooltip."""
     style = dict(LEVEL_STYLE.get(level, LEVEL_STYLE["grid"]))
     if highlight:
-        style.update(weight=style["weight"] + 3, fillOpacity=0.12)
+        style.update(color=HIGHLIGHT, weight=style["weight"] + 3, fillOpacity=0.12)
     collection = {"type": "FeatureCollection", "features": list(features)}
     return folium.GeoJson(
         collection,
@@ -62,13 +70,41 @@ def boundary_layer(
     )
 
 
-def _add_labels(layer: folium.GeoJson, features: Sequence[Mapping[str, Any]], level: str) -> None:
-    """Names at each feature's label point, sized for a wall."""
+_PLACE_ENDINGS = ("区", "道", "镇", "乡", "村")
+
+
+def shared_prefix(names: Sequence[str]) -> str:
+    """The place name every name starts with ("永乐西里社区" for "永乐西里社区第4网格",
+    "永乐西里社区第5网格"), or "" when they share none or there are fewer than two."""
+    if len(names) < 2:
+        return ""
+    first, last = min(names), max(names)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    prefix = first[:n]
+    while prefix and not prefix.endswith(_PLACE_ENDINGS):
+        prefix = prefix[:-1]
+    return prefix
+
+
+def _add_labels(
+    layer: folium.Element,
+    features: Sequence[Mapping[str, Any]],
+    level: str,
+    *,
+    colour: str | None = None,
+    strip: str = "",
+) -> None:
+    """Names at each feature's label point, sized for a wall, without the ``strip`` prefix
+    (the community in "永乐西里社区第4网格"), so that neighbouring labels stay apart."""
     size = {"district": 22, "street": 18, "community": 15, "grid": 13}.get(level, 13)
-    colour = LEVEL_STYLE.get(level, LEVEL_STYLE["grid"])["color"]
+    colour = colour or LEVEL_STYLE.get(level, LEVEL_STYLE["grid"])["color"]
     for feature in features:
         props = feature["properties"]
-        if not props.get("label_point") or not props.get("name"):
+        name = str(props.get("name") or "")
+        text = name.removeprefix(strip) or name
+        if not props.get("label_point") or not text:
             continue
         lon, lat = props["label_point"]
         folium.Marker(
@@ -78,7 +114,7 @@ def _add_labels(layer: folium.GeoJson, features: Sequence[Mapping[str, Any]], le
                     f'<div class="gridmap-label" style="font-size:{size}px;color:{colour};'
                     "transform:translate(-50%,-50%);white-space:nowrap;pointer-events:none;"
                     'text-shadow:0 0 3px #000,0 0 6px #000;font-weight:600">'
-                    f"{html.escape(str(props['name']))}</div>"
+                    f"{html.escape(text)}</div>"
                 ),
                 icon_size=(0, 0),
             ),
@@ -111,14 +147,26 @@ def region_map(
             )
         )
     # The region goes underneath, so that its children on top get the pointer and tooltips.
-    boundary_layer(
-        [region], region["properties"]["level"], region["properties"]["name"] or "",
-        labels=labels, highlight=True,
-    ).add_to(m)  # fmt: skip
+    region_level = region["properties"]["level"]
+    selected = boundary_layer(
+        [region], region_level, region["properties"]["name"] or "", labels=labels, highlight=True
+    )
+    neighbours = [f for lv, _, feats in layers if lv == region_level for f in feats]
+    strip = shared_prefix([str(f["properties"].get("name") or "") for f in [region, *neighbours]])
+    if neighbours:
+        # Shown among its neighbours: labelled like them, in the highlight colour.
+        _add_labels(selected, [region], region_level, colour=HIGHLIGHT, strip=strip)
+    selected.add_to(m)
     for level, layer_name, features in layers:
         if features:
             layer = boundary_layer(features, level, layer_name, labels=labels)
-            _add_labels(layer, features, level)
+            names = [str(f["properties"].get("name") or "") for f in features]
+            _add_labels(
+                layer,
+                features,
+                level,
+                strip=strip if level == region_level else shared_prefix(names),
+            )
             layer.add_to(m)
     bounds = bounds_of([region, *[f for _, _, feats in layers for f in feats]])
     if bounds:
