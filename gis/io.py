@@ -228,46 +228,29 @@ def _read_layer(
         if not parents[i] and lv in LEVELS and lv != LEVELS[0] and code:
             parents[i] = code[: scheme.length(LEVELS[level_rank(lv) - 1])] or None
 
-    def numbers(name: str) -> list[int | None]:
+    def parsed(name: str, parse: Any, expected: str) -> list[Any]:
+        """Column ``name`` parsed value by value; a value that does not parse is an issue."""
         if name not in chosen:
             return [None] * n
-        out: list[int | None] = []
+        out: list[Any] = []
         for i, value in enumerate(raw[chosen[name]]):
-            number = _integer(value)
-            if number is _BAD:
+            result = parse(value)
+            if result is _BAD:
                 issues.append(
                     Issue(
                         "bad-attribute",
-                        f"{name} {value!r} is not a non-negative whole number",
+                        f"{name} {value!r} is not {expected}",
                         level=levels[i] if levels[i] in LEVELS else None,
                         code=codes[i] or None,
                         feature=feature[i],
                     )
                 )
-                number = None
-            out.append(number)  # type: ignore[arg-type]
+                result = None
+            out.append(result)
         return out
 
-    def dates(name: str) -> list[dt.date | None]:
-        if name not in chosen:
-            return [None] * n
-        out: list[dt.date | None] = []
-        for i, value in enumerate(raw[chosen[name]]):
-            day = _date(value)
-            if day is _BAD:
-                issues.append(
-                    Issue(
-                        "bad-attribute",
-                        f"{name} {value!r} is not a date (YYYY-MM-DD)",
-                        level=levels[i] if levels[i] in LEVELS else None,
-                        code=codes[i] or None,
-                        feature=feature[i],
-                    )
-                )
-                day = None
-            out.append(day)  # type: ignore[arg-type]
-        return out
-
+    whole = "a non-negative whole number"
+    day = "a date (YYYY-MM-DD)"
     used = set(chosen.values())
     extra = [c for c in raw.columns if c not in used and c != raw.geometry.name]
     properties = [
@@ -282,10 +265,10 @@ def _read_layer(
             if "name" in chosen
             else [None] * n,
             "parent_code": parents,
-            "population": pd.array(numbers("population"), dtype="Int64"),
-            "households": pd.array(numbers("households"), dtype="Int64"),
-            "valid_from": dates("valid_from"),
-            "valid_to": dates("valid_to"),
+            "population": pd.array(parsed("population", _integer, whole), dtype="Int64"),
+            "households": pd.array(parsed("households", _integer, whole), dtype="Int64"),
+            "valid_from": parsed("valid_from", _date, day),
+            "valid_to": parsed("valid_to", _date, day),
             "properties": properties,
             "feature": feature,
         },

@@ -122,6 +122,15 @@ def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     return (x0, y0, x1, y1)
 
 
+def _page(conn: Conn, scope: Scope, limit: int, after: str | None, **filters: Any) -> RegionPage:
+    items, last = service.list_regions(conn, scope, limit=limit, after=after, **filters)
+    return RegionPage(
+        items=[RegionSummary(**i) for i in items],
+        next_cursor=_encode_cursor(last),
+        boundary_version=_ref(scope),
+    )
+
+
 def _require(conn: Conn, scope: Scope, code: str) -> None:
     if not service.exists(conn, scope, code):
         raise not_found(f"no region {code} in boundary version {scope.version.id}")
@@ -155,14 +164,7 @@ def list_regions(
     after = _decode_cursor(cursor)
     if parent is not None:
         _require(conn, scope, parent)
-    items, last = service.list_regions(
-        conn, scope, level=level, parent=parent, bbox=box, limit=limit, after=after
-    )
-    return RegionPage(
-        items=[RegionSummary(**i) for i in items],
-        next_cursor=_encode_cursor(last),
-        boundary_version=_ref(scope),
-    )
+    return _page(conn, scope, limit, after, level=level, parent=parent, bbox=box)
 
 
 @router.get("/regions/{code}", response_model=RegionDetail)
@@ -185,12 +187,7 @@ def children(
     """The regions one level down (a grid has none)."""
     after = _decode_cursor(cursor)
     _require(conn, scope, code)
-    items, last = service.list_regions(conn, scope, parent=code, limit=limit, after=after)
-    return RegionPage(
-        items=[RegionSummary(**i) for i in items],
-        next_cursor=_encode_cursor(last),
-        boundary_version=_ref(scope),
-    )
+    return _page(conn, scope, limit, after, parent=code)
 
 
 @router.get("/regions/{code}/ancestors", response_model=RegionChain)
