@@ -25,7 +25,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 
 from gis.codes import LEVELS, CodeScheme, level_rank
@@ -121,7 +120,7 @@ _REASON_POINT = re.compile(r"\[\s*([-+0-9.eE]+)\s+([-+0-9.eE]+)\s*\]")
 
 
 class _Ctx:
-    """Per-run helpers.
+    """The boundary set as plain positional arrays, and per-run helpers.
 
     Set operations run on the geometries as stored (CGCS2000 lon/lat), where shared vertices
     are exact: projecting first would bend a parent's long straight edge differently from its
@@ -130,7 +129,13 @@ class _Ctx:
 
     def __init__(self, frame: gpd.GeoDataFrame, options: ValidationOptions) -> None:
         self.options = options
-        self.frame = frame
+        self.n = len(frame)
+        self.levels = [_text_or_none(v) for v in frame["level"]]
+        self.codes = [_text_or_none(v) for v in frame["code"]]
+        self.parents = [_text_or_none(v) for v in frame["parent_code"]]
+        features = frame["feature"] if "feature" in frame.columns else [None] * self.n
+        self.features = [_text_or_none(v) for v in features]
+        self.geoms = np.asarray(frame.geometry.to_numpy(), dtype=object)
 
     def area(self, geoms: Any) -> np.ndarray:
         """Areas in m² of lon/lat geometries (see :func:`gis.crs.metric_area`)."""
@@ -142,26 +147,24 @@ class _Ctx:
             return None
         return (float(point.x), float(point.y))
 
-    def ref(self, idx: Any) -> dict[str, Any]:
-        row = self.frame.loc[idx]
-        feature = row.get("feature") if "feature" in self.frame.columns else None
-        return {
-            "level": row["level"] if isinstance(row["level"], str) else None,
-            "code": row["code"] if isinstance(row["code"], str) and row["code"] else None,
-            "feature": feature if isinstance(feature, str) else None,
-        }
+    def ref(self, i: int) -> dict[str, Any]:
+        return {"level": self.levels[i], "code": self.codes[i], "feature": self.features[i]}
+
+    def name(self, i: int) -> str:
+        return self.codes[i] or self.features[i] or f"row {i}"
+
+    def location(self, i: int) -> tuple[float, float] | None:
+        geom = self.geoms[i]
+        return _lonlat_of(geom) if _has_geom(geom) else None
 
 
 def validate(frame: gpd.GeoDataFrame, options: ValidationOptions | None = None) -> Report:
     """Check a boundary set; never raises on bad data, reports it."""
     options = options or ValidationOptions()
-    # Rows are addressed by label below: make the labels unique.
     frame = frame.reset_index(drop=True)
     for column in ("level", "code", "parent_code"):
         if column not in frame.columns:
             frame[column] = None
-        # pandas' string dtype stores a missing value as NaN; below, only str counts as present.
-        frame[column] = frame[column].map(_text_or_none)
     if frame.crs is None:
         frame = frame.set_crs("EPSG:4490")
     elif frame.crs.to_epsg() != 4490:
@@ -173,14 +176,15 @@ def validate(frame: gpd.GeoDataFrame, options: ValidationOptions | None = None) 
             crs="EPSG:4490",
         )
     ctx = _Ctx(frame, options)
-    report = Report(counts={level: int((frame["level"] == level).sum()) for level in LEVELS})
+    levels = Counter(ctx.levels)
+    report = Report(counts={level: levels.get(level, 0) for level in LEVELS})
 
     usable = _check_geometries(ctx, report)
     _check_codes(ctx, report)
     parents = _check_parents(ctx, report)
 
     # Spatial checks run on what is usable: valid (or repaired) polygons with a known level.
-    known = frame["level"].isin(LEVELS) & usable.notna()
+    known = np.array([lv in LEVELS for lv in ctx.levels], dtype=bool) & ~shapely.is_missing(usable)
     overlapping = _check_overlaps(ctx, report, usable, known)
     _check_nesting(ctx, report, usable, known, parents, overlapping)
     return report
@@ -190,44 +194,43 @@ def _text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value != "" else None
 
 
-def _check_geometries(ctx: _Ctx, report: Report) -> gpd.GeoSeries:
-    """Report empty, non-polygonal and invalid geometries; return repaired polygons (or None)."""
-    geoms = ctx.frame.geometry.to_numpy()
-    usable = np.empty(len(geoms), dtype=object)
-    usable[:] = None
+def _check_geometries(ctx: _Ctx, report: Report) -> np.ndarray:
+    """Report empty, non-polygonal and invalid geometries; return usable polygons (or None),
+    invalid ones repaired so that the spatial checks can still look at them."""
+    geoms = ctx.geoms
+    usable = geoms.copy()
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
-    type_ids = shapely.get_type_id(geoms)
-    polygonal = np.isin(type_ids, (3, 6))  # Polygon, MultiPolygon
-    valid = np.zeros(len(geoms), dtype=bool)
+    polygonal = np.isin(shapely.get_type_id(geoms), (3, 6))  # Polygon, MultiPolygon
+    valid = np.zeros(ctx.n, dtype=bool)
     valid[~missing] = shapely.is_valid(geoms[~missing])
-    for pos, idx in enumerate(ctx.frame.index):
-        ref = ctx.ref(idx)
-        if missing[pos]:
-            report.issues.append(Issue("empty-geometry", "the geometry is missing or empty", **ref))
+    for i in np.flatnonzero(missing | ~polygonal | ~valid):
+        geom = geoms[i]
+        usable[i] = None
+        if missing[i]:
+            report.issues.append(
+                Issue("empty-geometry", "the geometry is missing or empty", **ctx.ref(i))
+            )
             continue
-        geom = geoms[pos]
-        if not polygonal[pos]:
+        if not polygonal[i]:
             report.issues.append(
                 Issue(
                     "not-polygon",
                     f"the geometry is a {geom.geom_type}, not a Polygon or MultiPolygon",
                     location=_lonlat_of(geom),
-                    **ref,
+                    **ctx.ref(i),
                 )
             )
             continue
-        if not valid[pos]:
-            reason = shapely.is_valid_reason(geom)
-            match = _REASON_POINT.search(reason)
-            location = (float(match[1]), float(match[2])) if match else _lonlat_of(geom)
-            report.issues.append(
-                Issue("invalid-geometry", f"invalid geometry: {reason}", location=location, **ref)
+        reason = shapely.is_valid_reason(geom)
+        match = _REASON_POINT.search(reason)
+        location = (float(match[1]), float(match[2])) if match else _lonlat_of(geom)
+        report.issues.append(
+            Issue(
+                "invalid-geometry", f"invalid geometry: {reason}", location=location, **ctx.ref(i)
             )
-            geom = _polygonal(shapely.make_valid(geom))
-            if geom is None:
-                continue
-        usable[pos] = geom
-    return gpd.GeoSeries(usable, index=ctx.frame.index, crs="EPSG:4490")
+        )
+        usable[i] = _polygonal(shapely.make_valid(geom))
+    return usable
 
 
 def _lonlat_of(geom: shapely.Geometry) -> tuple[float, float] | None:
@@ -254,132 +257,114 @@ def _polygonal(geom: shapely.Geometry) -> shapely.Geometry | None:
 
 def _check_codes(ctx: _Ctx, report: Report) -> None:
     scheme = ctx.options.scheme
-    frame = ctx.frame
-    codes = frame["code"]
-    present = codes.notna()
-    for idx in frame.index[~present]:
-        report.issues.append(Issue("missing-code", "the feature has no code", **ctx.ref(idx)))
-    for idx in frame.index:
-        if frame.at[idx, "level"] not in LEVELS:
-            raw = _text_or_none(frame.at[idx, "level"])
+    for i in range(ctx.n):
+        if ctx.codes[i] is None:
+            report.issues.append(Issue("missing-code", "the feature has no code", **ctx.ref(i)))
+        if ctx.levels[i] not in LEVELS:
+            raw = ctx.levels[i]
             report.issues.append(
                 Issue(
                     "unknown-level",
                     f"level {raw!r} is none of {', '.join(LEVELS)}"
                     if raw is not None
                     else "the feature has no level",
-                    **ctx.ref(idx),
+                    **ctx.ref(i),
                 )
             )
-    duplicated = codes[present].duplicated(keep=False)
-    for code, group in codes[present][duplicated].groupby(codes[present][duplicated]):
-        refs = ", ".join(_feature_name(ctx, idx) for idx in group.index)
-        for idx in group.index:
+    positions: dict[str, list[int]] = {}
+    for i, code in enumerate(ctx.codes):
+        if code is not None:
+            positions.setdefault(code, []).append(i)
+    for code, rows in positions.items():
+        if len(rows) < 2:
+            continue
+        refs = ", ".join(ctx.features[i] or f"row {i}" for i in rows)
+        for i in rows:
             report.issues.append(
                 Issue(
                     "duplicate-code",
-                    f"code {code} is used by {len(group)} features ({refs})",
-                    location=_lonlat_of(frame.geometry.loc[idx])
-                    if _has_geom(frame.geometry.loc[idx])
-                    else None,
-                    **ctx.ref(idx),
+                    f"code {code} is used by {len(rows)} features ({refs})",
+                    location=ctx.location(i),
+                    **ctx.ref(i),
                 )
             )
-    for idx in frame.index[present]:
-        level = frame.at[idx, "level"]
-        if level not in LEVELS:
+    for i, code in enumerate(ctx.codes):
+        if code is None or ctx.levels[i] not in LEVELS:
             continue
-        parent = frame.at[idx, "parent_code"]
-        parent = parent if isinstance(parent, str) and parent else None
-        for problem in scheme.problems(frame.at[idx, "code"], level, parent):
-            report.issues.append(Issue("bad-code", problem, **ctx.ref(idx)))
+        for problem in scheme.problems(code, ctx.levels[i], ctx.parents[i]):
+            report.issues.append(Issue("bad-code", problem, **ctx.ref(i)))
 
 
 def _has_geom(geom: Any) -> bool:
     return geom is not None and not shapely.is_missing(geom) and not geom.is_empty
 
 
-def _feature_name(ctx: _Ctx, idx: Any) -> str:
-    ref = ctx.ref(idx)
-    return ref["feature"] or f"row {idx}"
-
-
-def _check_parents(ctx: _Ctx, report: Report) -> pd.Series:
-    """Report missing or wrong-level parents; return each row's parent index (or NaN)."""
-    frame = ctx.frame
-    present = frame["code"].notna()
-    first = frame[present].drop_duplicates("code")
-    by_code = pd.Series(first.index, index=first["code"])
-    parent_index = pd.Series(np.nan, index=frame.index, dtype=object)
-    for idx in frame.index:
-        level = frame.at[idx, "level"]
+def _check_parents(ctx: _Ctx, report: Report) -> np.ndarray:
+    """Report missing or wrong-level parents; return each row's parent position (or -1)."""
+    by_code: dict[str, int] = {}
+    for i, code in enumerate(ctx.codes):
+        if code is not None:
+            by_code.setdefault(code, i)
+    parent_pos = np.full(ctx.n, -1, dtype=np.intp)
+    for i in range(ctx.n):
+        level = ctx.levels[i]
         if level not in LEVELS or level == LEVELS[0]:
             continue
         want = LEVELS[level_rank(level) - 1]
-        parent = frame.at[idx, "parent_code"]
-        ref = ctx.ref(idx)
-        geom = frame.geometry.loc[idx]
-        location = _lonlat_of(geom) if _has_geom(geom) else None
-        if not isinstance(parent, str) or not parent:
-            report.issues.append(
-                Issue(
-                    "missing-parent", f"a {level} needs a parent {want}", location=location, **ref
-                )
+        parent = ctx.parents[i]
+        if parent is None:
+            problem = ("missing-parent", f"a {level} needs a parent {want}")
+        elif parent not in by_code:
+            problem = (
+                "missing-parent",
+                f"parent code {parent} does not exist in this boundary set",
             )
-            continue
-        if parent not in by_code.index:
-            report.issues.append(
-                Issue(
-                    "missing-parent",
-                    f"parent code {parent} does not exist in this boundary set",
-                    location=location,
-                    **ref,
-                )
+        elif ctx.levels[by_code[parent]] != want:
+            found = ctx.levels[by_code[parent]]
+            problem = (
+                "wrong-parent-level",
+                f"parent {parent} is a {found}, a {level} needs a {want}",
             )
+        else:
+            parent_pos[i] = by_code[parent]
             continue
-        pidx = by_code[parent]
-        if frame.at[pidx, "level"] != want:
-            report.issues.append(
-                Issue(
-                    "wrong-parent-level",
-                    f"parent {parent} is a {frame.at[pidx, 'level']}, a {level} needs a {want}",
-                    location=location,
-                    **ref,
-                )
-            )
-            continue
-        parent_index[idx] = pidx
-    return parent_index
+        report.issues.append(Issue(*problem, location=ctx.location(i), **ctx.ref(i)))
+    return parent_pos
 
 
-def _check_overlaps(
-    ctx: _Ctx, report: Report, geoms_s: gpd.GeoSeries, known: pd.Series
-) -> set[Any]:
+def _check_overlaps(ctx: _Ctx, report: Report, usable: np.ndarray, known: np.ndarray) -> set[int]:
     """Regions of the same level must not overlap (siblings or not); returns the rows that do."""
     tol = ctx.options.tolerance_m2
-    overlapping: set[Any] = set()
+    overlapping: set[int] = set()
+    levels = np.array(ctx.levels, dtype=object)
     for level in LEVELS:
-        subset = geoms_s[known & (ctx.frame["level"] == level)]
-        if len(subset) < 2:
+        rows = np.flatnonzero(known & (levels == level))
+        if rows.size < 2:
             continue
-        geoms = subset.to_numpy()
+        geoms = usable[rows]
         left, right = shapely.STRtree(geoms).query(geoms, predicate="intersects")
         keep = left < right
         left, right = left[keep], right[keep]
+        # Neighbours share edges; only pairs whose interiors meet can overlap.
+        inner = shapely.relate_pattern(geoms[left], geoms[right], "T********")
+        left, right = left[inner], right[inner]
         if left.size == 0:
             continue
         inter = shapely.intersection(geoms[left], geoms[right])
-        areas = ctx.area(inter)
+        # Floating-point slivers along shared edges: rule them out on planar area first.
+        rough = shapely.area(inter) * _m2_per_deg2(shapely.get_y(shapely.centroid(inter)))
+        big = rough > tol / 2
+        left, right, inter = left[big], right[big], inter[big]
+        areas = ctx.area(inter) if inter.size else np.zeros(0)
         for a, b, geom, area in zip(left, right, inter, areas, strict=True):
             if area <= tol:
                 continue
-            ia, ib = subset.index[a], subset.index[b]
+            ia, ib = int(rows[a]), int(rows[b])
             overlapping.update((ia, ib))
-            other = ctx.ref(ib)
             report.issues.append(
                 Issue(
                     "overlap",
-                    f"overlaps {level} {other['code'] or _feature_name(ctx, ib)} by {area:,.1f} m²",
+                    f"overlaps {level} {ctx.name(ib)} by {area:,.1f} m²",
                     location=ctx.lonlat(_interior_point(geom)),
                     area_m2=float(area),
                     **ctx.ref(ia),
@@ -396,108 +381,123 @@ def _interior_point(geom: shapely.Geometry) -> shapely.Point | None:
     return shapely.point_on_surface(biggest)
 
 
+def _m2_per_deg2(lat: np.ndarray) -> np.ndarray:
+    """Rough m² per square degree at ``lat``: only to decide where to look closer."""
+    return 111_320.0 * np.cos(np.radians(lat)) * 110_574.0
+
+
 def _check_nesting(
     ctx: _Ctx,
     report: Report,
-    geoms_s: gpd.GeoSeries,
-    known: pd.Series,
-    parents: pd.Series,
-    overlapping: set[Any],
+    usable: np.ndarray,
+    known: np.ndarray,
+    parents: np.ndarray,
+    overlapping: set[int],
 ) -> None:
-    """Children inside their parent, no gaps, and every non-leaf region tiled by its children."""
-    options = ctx.options
-    frame = ctx.frame
-    has_parent = parents.notna() & known
-    children_of: dict[Any, list[Any]] = {}
-    for idx in frame.index[has_parent]:
-        children_of.setdefault(parents[idx], []).append(idx)
+    """Children inside their parent, no gaps, and every non-leaf region tiled by its children.
 
-    # Containment, vectorised over all child/parent pairs.
-    child_idx = list(frame.index[has_parent])
-    if child_idx:
-        child_geoms = geoms_s.loc[child_idx].to_numpy()
-        parent_geoms = geoms_s.loc[parents.loc[child_idx].tolist()].to_numpy()
-        ok_parent = ~shapely.is_missing(parent_geoms)
-        child_area = ctx.area(child_geoms)
-        inter_area = np.zeros(len(child_idx))
-        if ok_parent.any():
-            inter_area[ok_parent] = ctx.area(
-                shapely.intersection(child_geoms[ok_parent], parent_geoms[ok_parent])
-            )
+    Exact metric geometry is only computed where a cheap test says it may matter: children not
+    covered by their parent, and parents whose children's planar area falls short of theirs.
+    """
+    options = ctx.options
+    children = np.flatnonzero(known & (parents >= 0))
+    children = children[known[parents[children]]]
+    child_geoms = usable[children]
+    parent_geoms = usable[parents[children]]
+
+    # Containment: most children are covered by their parent outright.
+    inter_planar = shapely.area(child_geoms)
+    outside_parents: set[int] = set()
+    loose = np.flatnonzero(~shapely.covered_by(child_geoms, parent_geoms))
+    if loose.size:
+        inside = shapely.intersection(child_geoms[loose], parent_geoms[loose])
+        inter_planar[loose] = shapely.area(inside)
+        # Most are off by floating-point noise only: keep those clearly short of containment.
         with np.errstate(divide="ignore", invalid="ignore"):
-            inside = np.where(child_area > 0, inter_area / child_area, 1.0)
-        outside_parents: set[Any] = set()
-        for pos in np.flatnonzero(ok_parent & (inside < options.containment)):
-            idx = child_idx[pos]
-            pidx = parents[idx]
+            planar_share = inter_planar[loose] / shapely.area(child_geoms[loose])
+        short = ~(planar_share >= options.containment + (1 - options.containment) / 2)
+        loose, inside = loose[short], inside[short]
+    if loose.size:
+        child_area = ctx.area(child_geoms[loose])
+        inside_area = ctx.area(inside)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(child_area > 0, inside_area / child_area, 1.0)
+        for k in np.flatnonzero(share < options.containment):
+            pos = loose[k]
+            i, p = int(children[pos]), int(parents[children[pos]])
             spill = shapely.difference(child_geoms[pos], parent_geoms[pos])
-            outside_parents.add(pidx)
+            outside = float(child_area[k] - inside_area[k])
+            outside_parents.add(p)
             report.issues.append(
                 Issue(
                     "outside-parent",
-                    f"only {inside[pos]:.1%} of it lies inside its parent "
-                    f"{frame.at[pidx, 'code']} ({child_area[pos] - inter_area[pos]:,.1f} m² "
-                    "outside)",
+                    f"only {share[k]:.1%} of it lies inside its parent {ctx.codes[p]} "
+                    f"({outside:,.1f} m² outside)",
                     location=ctx.lonlat(_interior_point(spill)),
-                    area_m2=float(child_area[pos] - inter_area[pos]),
-                    **ctx.ref(idx),
+                    area_m2=outside,
+                    **ctx.ref(i),
                 )
             )
-    else:
-        outside_parents = set()
 
-    overlapping_parents = {
-        parents[idx] for idx in overlapping if idx in parents.index and has_parent[idx]
-    }
+    kids: dict[int, list[int]] = {}
+    covered_planar: dict[int, float] = {}
+    for pos, i in enumerate(children):
+        p = int(parents[i])
+        kids.setdefault(p, []).append(int(i))
+        covered_planar[p] = covered_planar.get(p, 0.0) + float(inter_planar[pos])
+    overlapping_parents = {int(parents[i]) for i in overlapping if parents[i] >= 0}
 
-    for pidx in frame.index[known & frame["level"].isin(LEVELS[:-1])]:
-        parent_geom = geoms_s[pidx]
-        level = frame.at[pidx, "level"]
+    levels = np.array(ctx.levels, dtype=object)
+    for p in np.flatnonzero(known & np.isin(levels, LEVELS[:-1])):
+        p = int(p)
+        parent_geom = usable[p]
+        level = ctx.levels[p]
         child_level = LEVELS[level_rank(level) + 1]
-        kids = children_of.get(pidx, [])
-        if not kids:
+        if p not in kids:
             report.issues.append(
                 Issue(
                     "not-tiling",
                     f"this {level} has no {child_level} inside it",
                     location=ctx.lonlat(_interior_point(parent_geom)),
-                    **ctx.ref(pidx),
+                    **ctx.ref(p),
                 )
             )
             continue
-        union = shapely.union_all(geoms_s.loc[kids].to_numpy())
-        gaps = shapely.difference(parent_geom, union)
-        gap_parts = np.array(
-            [g for g in shapely.get_parts(_polygonal(gaps) or shapely.Polygon()) if not g.is_empty],
-            dtype=object,
-        )
+        shortfall = (shapely.area(parent_geom) - covered_planar[p]) * _m2_per_deg2(
+            np.array([shapely.get_y(shapely.centroid(parent_geom))])
+        )[0]
+        suspect = shortfall > options.tolerance_m2 / 2
+        if not (suspect or p in outside_parents or p in overlapping_parents):
+            continue
+        union = shapely.union_all(usable[kids[p]])
+        gaps = _polygonal(shapely.difference(parent_geom, union)) or shapely.Polygon()
+        gap_parts = np.array([g for g in shapely.get_parts(gaps) if not g.is_empty], dtype=object)
         gap_areas = ctx.area(gap_parts) if gap_parts.size else np.zeros(0)
-        big_gaps = 0
-        for gap, gap_area in zip(gap_parts, gap_areas, strict=True):
-            if gap_area <= options.tolerance_m2:
-                continue
-            big_gaps += 1
+        big = [
+            (g, a) for g, a in zip(gap_parts, gap_areas, strict=True) if a > options.tolerance_m2
+        ]
+        for gap, gap_area in big:
             report.issues.append(
                 Issue(
                     "gap",
                     f"{gap_area:,.1f} m² of this {level} is covered by none of its "
-                    f"{len(kids)} {child_level}(s)",
+                    f"{len(kids[p])} {child_level}(s)",
                     location=ctx.lonlat(shapely.point_on_surface(gap)),
                     area_m2=float(gap_area),
-                    **ctx.ref(pidx),
+                    **ctx.ref(p),
                 )
             )
-        if big_gaps or pidx in outside_parents or pidx in overlapping_parents:
+        if big or p in outside_parents or p in overlapping_parents:
             covered, whole = ctx.area([shapely.intersection(parent_geom, union), parent_geom])
             share = covered / whole if whole > 0 else 0.0
             report.issues.append(
                 Issue(
                     "not-tiling",
-                    f"its {len(kids)} {child_level}(s) do not tile it: they cover {share:.2%}"
-                    f" of it, with {big_gaps} gap(s)"
-                    + (", overlapping each other" if pidx in overlapping_parents else "")
-                    + (", spilling outside it" if pidx in outside_parents else ""),
+                    f"its {len(kids[p])} {child_level}(s) do not tile it: they cover {share:.2%}"
+                    f" of it, with {len(big)} gap(s)"
+                    + (", overlapping each other" if p in overlapping_parents else "")
+                    + (", spilling outside it" if p in outside_parents else ""),
                     location=ctx.lonlat(_interior_point(parent_geom)),
-                    **ctx.ref(pidx),
+                    **ctx.ref(p),
                 )
             )

@@ -254,8 +254,8 @@ def _read_layer(
     used = set(chosen.values())
     extra = [c for c in raw.columns if c not in used and c != raw.geometry.name]
     properties = [
-        {c: _json_safe(raw.at[idx, c]) for c in extra if _json_safe(raw.at[idx, c]) is not None}
-        for idx in raw.index
+        {key: safe for key, value in record.items() if (safe := _json_safe(value)) is not None}
+        for record in pd.DataFrame(raw[extra]).to_dict("records")
     ]
     frame = gpd.GeoDataFrame(
         {

@@ -149,14 +149,7 @@ def import_boundaries(
         ).scalar_one()
         _copy_regions(conn, version_id, frame, wkb, areas, progress)
         if progress:
-            progress("linking parents and subdividing", 0, 1)
-        conn.execute(
-            text(
-                "UPDATE region c SET parent_id = p.id FROM region p "
-                "WHERE c.version_id = :v AND p.version_id = :v AND p.code = c.parent_code"
-            ),
-            {"v": version_id},
-        )
+            progress("subdividing for lookups", 0, 1)
         conn.execute(
             text(
                 "INSERT INTO region_subdivided (region_id, version_id, level, geom) "
@@ -166,7 +159,7 @@ def import_boundaries(
             {"v": version_id},
         )
         if progress:
-            progress("linking parents and subdividing", 1, 1)
+            progress("subdividing for lookups", 1, 1)
         row = conn.execute(
             text(f"SELECT {_VERSION_COLUMNS} FROM boundary_version WHERE id = :v"),
             {"v": version_id},
@@ -190,47 +183,49 @@ def _copy_regions(
     areas: np.ndarray,
     progress: Progress | None,
 ) -> None:
-    """Bulk-write the regions through COPY on the transaction's own connection."""
-    raw = conn.connection.driver_connection
+    """Bulk-write the regions through COPY on the transaction's own connection.
+
+    Ids are drawn from the sequence first, so each row's parent_id is known before it is
+    written: no second pass over the table to link parents.
+    """
     total = len(frame)
-    columns = (
-        "version_id, code, name, level, parent_code, geom, area_m2, population, households, "
-        "properties, valid_from, valid_to"
+    ids = (
+        conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('region', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": total},
+        )
+        .scalars()
+        .all()
     )
-    records = zip(
-        frame["code"],
-        frame["name"],
-        frame["level"],
-        frame["parent_code"],
+    codes = list(frame["code"])
+    id_of = dict(zip(codes, ids, strict=True))
+    parents = [_value(p) for p in frame["parent_code"]]
+    columns = [
+        ids,
+        [version_id] * total,
+        codes,
+        [_value(v) for v in frame["name"]],
+        list(frame["level"]),
+        parents,
+        [id_of.get(p) if p is not None else None for p in parents],
         wkb,
-        areas,
-        frame["population"],
-        frame["households"],
-        frame["properties"],
-        frame["valid_from"],
-        frame["valid_to"],
-        strict=True,
+        areas.tolist(),
+        [_int(v) for v in frame["population"]],
+        [_int(v) for v in frame["households"]],
+        [_json(p if isinstance(p, dict) else {}) for p in frame["properties"]],
+        [_value(v) for v in frame["valid_from"]],
+        [_value(v) for v in frame["valid_to"]],
+    ]
+    names = (
+        "id, version_id, code, name, level, parent_code, parent_id, geom, area_m2, population, "
+        "households, properties, valid_from, valid_to"
     )
-    with raw.cursor() as cur, cur.copy(f"COPY region ({columns}) FROM STDIN") as copy:
-        for i, (code, name, level, parent, geom, area, pop, hh, props, vf, vt) in enumerate(
-            records, start=1
-        ):
-            copy.write_row(
-                (
-                    version_id,
-                    code,
-                    _value(name),
-                    level,
-                    _value(parent),
-                    geom,
-                    float(area),
-                    _int(pop),
-                    _int(hh),
-                    _json(props if isinstance(props, dict) else {}),
-                    _value(vf),
-                    _value(vt),
-                )
-            )
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY region ({names}) FROM STDIN") as copy:
+        for i, row in enumerate(zip(*columns, strict=True), start=1):
+            copy.write_row(row)
             if progress and (i % _COPY_CHUNK == 0 or i == total):
                 progress("writing regions", i, total)
 
