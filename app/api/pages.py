@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from typing import Annotated, Any, Literal
 
+from branca.element import Element
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import text
@@ -92,9 +93,7 @@ def region_map_page(
     return HTMLResponse(figure.render())
 
 
-def _info_panel(props: dict[str, Any], version: str, t: dict[str, str]) -> Any:
-    from branca.element import Element
-
+def _info_panel(props: dict[str, Any], version: str, t: dict[str, str]) -> Element:
     def fmt(value: Any) -> str:
         return f"{value:,}" if isinstance(value, int) else "—"
 
