@@ -60,8 +60,10 @@ _SUMMARY = """
     r.valid_from, r.valid_to,
     ST_XMin(r.geom) AS minx, ST_YMin(r.geom) AS miny, ST_XMax(r.geom) AS maxx,
     ST_YMax(r.geom) AS maxy,
-    ST_X(ST_PointOnSurface(r.geom)) AS px, ST_Y(ST_PointOnSurface(r.geom)) AS py
+    ST_X(lp.p) AS px, ST_Y(lp.p) AS py
 """
+# Every query selecting _SUMMARY joins this once, so the label point is computed once per row.
+_LABEL_POINT = "CROSS JOIN LATERAL (SELECT ST_PointOnSurface(r.geom) AS p) lp"
 _VALID = (
     "(r.valid_from IS NULL OR r.valid_from <= :on) AND (r.valid_to IS NULL OR r.valid_to >= :on)"
 )
@@ -125,7 +127,7 @@ def list_regions(
         params["after"] = after
     rows = conn.execute(
         text(
-            f"SELECT {_SUMMARY} FROM region r WHERE {' AND '.join(where)} "
+            f"SELECT {_SUMMARY} FROM region r {_LABEL_POINT} WHERE {' AND '.join(where)} "
             "ORDER BY r.code LIMIT :limit"
         ),
         params,
@@ -141,7 +143,8 @@ def get_region(conn: Connection, scope: Scope, code: str) -> dict[str, Any] | No
             "(SELECT count(*) FROM region c WHERE c.version_id = r.version_id "
             "  AND c.parent_code = r.code AND (c.valid_from IS NULL OR c.valid_from <= :on) "
             "  AND (c.valid_to IS NULL OR c.valid_to >= :on)) AS children_count "
-            f"FROM region r WHERE r.version_id = :v AND r.code = :code AND {_VALID}"
+            f"FROM region r {_LABEL_POINT} "
+            f"WHERE r.version_id = :v AND r.code = :code AND {_VALID}"
         ),
         _params(scope, code=code),
     ).first()
@@ -164,7 +167,7 @@ def ancestors(conn: Connection, scope: Scope, code: str) -> list[dict[str, Any]]
                 UNION ALL
                 SELECT p.id, p.parent_id, up.depth + 1 FROM region p JOIN up ON p.id = up.parent_id
             )
-            SELECT {_SUMMARY} FROM up JOIN region r ON r.id = up.id
+            SELECT {_SUMMARY} FROM up JOIN region r ON r.id = up.id {_LABEL_POINT}
             WHERE up.depth > 0 ORDER BY up.depth DESC
             """
         ),
@@ -180,7 +183,7 @@ def covering(conn: Connection, version_id: int, lon: float, lat: float) -> list[
         text(
             f"""
             SELECT DISTINCT ON (r.level) {_SUMMARY}
-            FROM region_subdivided s JOIN region r ON r.id = s.region_id
+            FROM region_subdivided s JOIN region r ON r.id = s.region_id {_LABEL_POINT}
             WHERE s.version_id = :v AND ST_Covers(s.geom, ST_SetSRID(ST_MakePoint(:x, :y), 4490))
             ORDER BY r.level, r.code
             """
@@ -216,7 +219,8 @@ def features_where(
         geom = "ST_Transform(ST_SimplifyPreserveTopology(ST_Transform(r.geom, :srid), :tol), 4490)"
     rows = conn.execute(
         text(
-            f"SELECT {_SUMMARY}, ST_AsGeoJSON({geom}, 7, 0) AS geojson FROM region r "
+            f"SELECT {_SUMMARY}, ST_AsGeoJSON({geom}, 7, 0) AS geojson "
+            f"FROM region r {_LABEL_POINT} "
             f"WHERE r.version_id = :v AND {_VALID} AND {condition} ORDER BY r.code"
         ),
         _params(scope, tol=simplify_m, srid=metric_srid, **params),
