@@ -36,6 +36,7 @@ __all__ = [
     "normalise_crs",
     "out_of_china",
     "to_cgcs2000",
+    "to_metric",
     "transform_geometries",
     "wgs84_to_bd09",
     "wgs84_to_gcj02",
@@ -272,8 +273,8 @@ def transform_geometries(geoms: ArrayLike, crs: str) -> NDArray[np.object_]:
 _AREA_DENSIFY_DEG = 2e-4  # about 20 m: slivers measure under 0.01 m² per km of edge
 
 
-def metric_area(geoms: ArrayLike, metric_crs: str) -> NDArray[np.float64]:
-    """Areas in m², in ``metric_crs``, of CGCS2000 lon/lat geometries (array in, array out).
+def to_metric(geoms: ArrayLike, metric_crs: str) -> NDArray[np.object_]:
+    """CGCS2000 lon/lat geometries → the same geometries in ``metric_crs`` (e.g. EPSG:4548).
 
     Edges are split to about 20 m before projecting, so each projected edge follows the image of
     its straight lon/lat edge. Projecting the vertices alone would give a sliver whose vertices
@@ -281,10 +282,16 @@ def metric_area(geoms: ArrayLike, metric_crs: str) -> NDArray[np.float64]:
     different area from the sum of its children.
     """
     arr = np.atleast_1d(np.asarray(geoms, dtype=object))
-    to_metric = _transformer(CGCS2000, metric_crs)
+    to_metric_crs = _transformer(CGCS2000, metric_crs)
 
     def project(coords: Array) -> Array:
-        x, y = to_metric.transform(coords[:, 0], coords[:, 1])
+        x, y = to_metric_crs.transform(coords[:, 0], coords[:, 1])
         return np.column_stack([x, y])
 
-    return shapely.area(shapely.transform(shapely.segmentize(arr, _AREA_DENSIFY_DEG), project))
+    return shapely.transform(shapely.segmentize(arr, _AREA_DENSIFY_DEG), project)
+
+
+def metric_area(geoms: ArrayLike, metric_crs: str) -> NDArray[np.float64]:
+    """Areas in m², in ``metric_crs``, of CGCS2000 lon/lat geometries (array in, array out);
+    see :func:`to_metric` for why edges are densified first."""
+    return shapely.area(to_metric(geoms, metric_crs))
