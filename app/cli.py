@@ -402,6 +402,188 @@ def demo_city(
 
 
 # ---- run ------------------------------------------------------------------------------------
+# ---- locate ---------------------------------------------------------------------------------
+LOCATE_CHUNK = 100_000
+
+
+@app.command("locate")
+def locate_cmd(
+    lon: Annotated[float | None, typer.Argument(help="Longitude of one point")] = None,
+    lat: Annotated[float | None, typer.Argument(help="Latitude of one point")] = None,
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="wgs84, cgcs2000, gcj02 or bd09 (files: default the file's own CRS, CSV wgs84)"
+        ),
+    ] = None,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", "-i", help="CSV, GeoPackage, GeoJSON or Parquet")
+    ] = None,
+    output_file: Annotated[
+        Path | None, typer.Option("--output", "-o", help="CSV, GeoPackage, GeoJSON or Parquet")
+    ] = None,
+    lon_field: Annotated[
+        str | None, typer.Option(help="Longitude column (default: lon, …)")
+    ] = None,
+    lat_field: Annotated[str | None, typer.Option(help="Latitude column (default: lat, …)")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer of a GeoPackage")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Answer from the version active then (ISO date/time)")
+    ] = None,
+    nearest: Annotated[
+        bool, typer.Option(help="Files: add the nearest grid and distance for points outside")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One point: print JSON")] = False,
+) -> None:
+    """Which district, street, community and grid cover a point — or every point of a file.
+
+    One point: `gridmap locate 117.163 39.17 --crs gcj02`. A file: `gridmap locate --input
+    cases.csv --output located.gpkg`; the output keeps every input row and column and adds
+    grid_code, grid_name, community_code, …, district_name and error (rows whose coordinates
+    are unreadable, out of range or look swapped). A point on an edge shared by several grids
+    belongs to the grid with the lowest code.
+    """
+    from app.api.deps import parse_as_of
+    from app.api.problems import Problem
+
+    settings = get_settings()
+    try:
+        moment = parse_as_of(as_of)
+    except Problem as exc:
+        raise _fail(exc.detail) from None
+    if input_file is None:
+        if lon is None or lat is None:
+            raise _fail("give LON LAT, or --input FILE --output FILE")
+        _locate_one(settings, lon, lat, _crs_option(crs or "wgs84"), moment, as_json)
+        return
+    if output_file is None:
+        raise _fail("--input needs --output")
+    if lon is not None:
+        raise _fail("give either LON LAT or --input FILE, not both")
+    _locate_file(settings, input_file, output_file, crs, lon_field, lat_field, layer, moment,
+                 nearest)  # fmt: skip
+
+
+def _crs_option(value: str) -> str:
+    from gis.crs import NAMED_CRS, UnknownCRSError, normalise_crs
+
+    try:
+        name = normalise_crs(value)
+    except UnknownCRSError:
+        name = ""
+    if name not in NAMED_CRS:
+        raise _fail(f"unknown crs {value!r}; accepted: {', '.join(NAMED_CRS)}")
+    return name
+
+
+def _version_for(conn, moment):  # type: ignore[no-untyped-def]
+    from app.services.regions import NoVersion, resolve_scope
+
+    try:
+        return resolve_scope(conn, moment).version
+    except NoVersion as exc:
+        raise _fail(str(exc), 1) from None
+
+
+def _locate_one(settings: Settings, lon: float, lat: float, crs: str, moment, as_json: bool):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from app.services import regions as region_service
+    from app.services.locate import coordinate_problems
+    from gis.crs import to_cgcs2000
+
+    problem = coordinate_problems(np.array([lon]), np.array([lat]))[0]
+    if problem:
+        raise _fail(f"{problem[0]}: {problem[1]}", 1)
+    x, y = (float(v[0]) for v in to_cgcs2000(np.array([lon]), np.array([lat]), crs))
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        version = _version_for(conn, moment)
+        chain = region_service.covering(conn, version.id, x, y)
+        near = None
+        if not any(r["level"] == "grid" for r in chain):
+            near = region_service.nearest_grid(conn, version.id, x, y)
+    engine.dispose()
+    result = {
+        "lon": lon, "lat": lat, "crs": crs, "cgcs2000": [x, y],
+        "boundary_version": {"id": version.id, "label": version.label},
+        **{r["level"]: {"code": r["code"], "name": r["name"]} for r in chain},
+        "nearest": near,
+    }  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    for r in chain:
+        out.print(f"{r['level']:<10} {r['code']:<16} {escape(r['name'] or '')}", highlight=False)
+    if near:
+        out.print(
+            f"outside every grid; nearest: {near['code']} {escape(near['name'] or '')}, "
+            f"{near['distance_m']:,.0f} m", highlight=False,
+        )  # fmt: skip
+    out.print(f"[dim]boundary version {version.id} '{escape(version.label)}'[/]")
+
+
+def _locate_file(  # type: ignore[no-untyped-def]
+    settings: Settings, src: Path, dst: Path, crs, lon_field, lat_field, layer, moment, nearest
+) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from app.services.locate import coordinate_problems, load_index
+    from gis.crs import NAMED_CRS, to_cgcs2000
+    from gis.points import WRITABLE, PointFileError, read_points, write_points
+
+    if dst.suffix.lower() not in WRITABLE:
+        raise _fail(f"--output must end in one of {', '.join(WRITABLE)}")
+    try:
+        points = read_points(src, lon_field=lon_field, lat_field=lat_field, layer=layer)
+    except PointFileError as exc:
+        raise _fail(str(exc), 1) from None
+    source_crs = _crs_option(crs) if crs else (points.crs or "wgs84")
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        version = _version_for(conn, moment)
+    n = len(points.lon)
+    errors = dict(points.errors)
+    check_lon, check_lat = points.lon, points.lat
+    if source_crs not in NAMED_CRS:  # projected: check the lon/lat the coordinates stand for
+        with np.errstate(invalid="ignore"):
+            check_lon, check_lat = to_cgcs2000(points.lon, points.lat, source_crs)
+    for i, problem in enumerate(coordinate_problems(check_lon, check_lat)):
+        if problem and i not in errors:
+            errors[i] = f"{problem[0]} {problem[1]}"
+    ok = np.ones(n, dtype=bool)
+    ok[list(errors)] = False
+    x, y = np.full(n, np.nan), np.full(n, np.nan)
+    parts = []
+    with _progress() as progress:
+        progress("loading the grid index", 0, 1)
+        index = load_index(engine, version.id, settings.metric_crs)
+        for start in range(0, max(n, 1), LOCATE_CHUNK):
+            stop = min(start + LOCATE_CHUNK, n)
+            sel = np.arange(start, stop)[ok[start:stop]]
+            if sel.size:
+                x[sel], y[sel] = to_cgcs2000(points.lon[sel], points.lat[sel], source_crs)
+            parts.append(index.chain(x[start:stop], y[start:stop], nearest=nearest))
+            progress("locating", stop, n)
+    engine.dispose()
+    chain = pd.concat(parts, ignore_index=True) if parts else index.chain([], [])
+    chain["error"] = [errors.get(i, "") for i in range(n)]
+    frame = points.frame.reset_index(drop=True).drop(columns=list(chain.columns), errors="ignore")
+    result = pd.concat([frame, chain.iloc[:n]], axis=1)
+    result["boundary_version"] = version.id
+    try:
+        write_points(result, x, y, dst)
+    except (PointFileError, OSError) as exc:
+        raise _fail(str(exc), 1) from None
+    covered = int((chain["grid_code"].iloc[:n] != "").sum())
+    out.print(
+        f"{n:,} point(s): {covered:,} in a grid, {n - covered - len(errors):,} outside every "
+        f"grid, {len(errors):,} unreadable → {escape(str(dst))} "
+        f"(boundary version {version.id}, from {source_crs})", highlight=False, soft_wrap=True,
+    )  # fmt: skip
+
+
 @app.command("setup")
 def setup() -> None:
     """Start the database, apply migrations, and load the demo district if the database is empty."""

@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
-from app.api import health, pages, problems, regions
+from app.api import health, locate, pages, problems, regions
 from app.db.engine import database_url, make_engine
+from app.services.locate import LocateService
 from app.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
@@ -28,10 +30,15 @@ with a stable `type` (`urn:gridmap:problem:…`) and, for invalid input, the fie
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(database_url(settings))
+    locator = LocateService(engine, metric_crs=settings.metric_crs, poll_s=settings.locate_poll_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The index is built before the first request, then kept fresh by a listener thread.
+        await run_in_threadpool(locator.warm)
+        locator.start()
         yield
+        locator.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -44,9 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.locate = locator
     problems.install(app)
     app.include_router(health.router)
     app.include_router(regions.router)
+    app.include_router(locate.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         default_factory=lambda: project_root() / "data" / "boundaries" / "hongqiao_demo.gpkg",
         description="Boundary file loaded by `gridmap setup` into an empty database.",
     )
+    locate_poll_s: float = Field(
+        30.0,
+        gt=0,
+        description="Besides LISTEN/NOTIFY, how often each worker checks which "
+        "boundary version is active (seconds).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     tile_url: str | None = Field(

@@ -160,6 +160,17 @@ class GridIndex:
         """How the cells came out (for benchmarks and curiosity)."""
         return dict(self._stats)
 
+    def position(self, code: str) -> int:
+        """Position of a grid code in :attr:`codes`, -1 if absent."""
+        i = int(np.searchsorted(self._codes, code))
+        return i if i < len(self._codes) and self._codes[i] == code else -1
+
+    def chain_at(self, position: int) -> dict[str, str]:
+        """The chain of the grid at ``position`` (all empty strings for -1)."""
+        if position < 0:
+            return dict.fromkeys(self._chain, "")
+        return {name: values[position] for name, values in self._chain.items()}
+
     def locate(self, lon: ArrayLike, lat: ArrayLike) -> NDArray[np.object_]:
         """Grid code covering each point (CGCS2000 lon/lat), ``""`` where none does."""
         return self._out_codes[self.locate_index(lon, lat)]
@@ -206,6 +217,8 @@ class GridIndex:
         boolean mask) the other points get ``""`` and NaN."""
         x = np.ascontiguousarray(lon, dtype=np.float64).ravel()
         y = np.ascontiguousarray(lat, dtype=np.float64).ravel()
+        if x.shape != y.shape:
+            raise ValueError("lon and lat must have the same length")
         mask = np.isfinite(x) & np.isfinite(y)
         if only is not None:
             mask &= np.asarray(only, dtype=bool)
@@ -356,10 +369,27 @@ class GridIndex:
         self._ex0, self._ey0, self._ex1, self._ey1 = uniq.T.copy()
         self._einv_len = 1.0 / np.hypot(self._ex1 - self._ex0, self._ey1 - self._ey0)
         self._eleft, self._eright = left, right
-        self._e_overlap = (n_left > 1) | (n_right > 1)
-        # Every grid touching an edge, for crowded cells (overlaps included).
-        self._e_grids_ptr = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=n))])
-        self._e_grids = grid[np.argsort(inverse, kind="stable")]
+        overlap = (n_left > 1) | (n_right > 1)
+        # An edge lying inside (or across) another grid — overlapping grids — does not split
+        # its cells between its own two sides: that grid covers both. Such edges are crowded
+        # too, with that grid among their candidates.
+        lines = shapely.linestrings(np.stack([uniq[:, :2], uniq[:, 2:]], axis=1))
+        inside = [self._tree.query(lines, predicate=p) for p in ("within", "crosses")]
+        ie = np.concatenate([pairs[0] for pairs in inside])
+        ig = np.concatenate([pairs[1] for pairs in inside])
+        # Its own grids are expected, and so are hair-thin crossings where snapping or rounding
+        # moved an edge's end a little into a neighbour (GEOS decides in those corner cells).
+        foreign = (ig != left[ie]) & (ig != right[ie])
+        ie, ig = ie[foreign], ig[foreign]
+        real = shapely.length(shapely.intersection(lines[ie], self._geoms[ig])) > 10 * _BAND
+        ie, ig = ie[real], ig[real]
+        overlap[ie] = True
+        self._e_overlap = overlap
+        edge_of = np.concatenate([inverse, ie])
+        grid_of = np.concatenate([grid, ig])
+        order = np.argsort(edge_of, kind="stable")
+        self._e_grids_ptr = np.concatenate([[0], np.cumsum(np.bincount(edge_of, minlength=n))])
+        self._e_grids = grid_of[order]
 
     def _rasterise(
         self, u0: NDArray, v0: NDArray, u1: NDArray, v1: NDArray, nx: int, ny: int

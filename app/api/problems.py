@@ -21,6 +21,7 @@ _TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
+    415: "Unsupported media type",
     422: "Invalid input",
     500: "Internal error",
     503: "Service unavailable",
@@ -47,6 +48,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries documenting problem+json answers."""
     descriptions = {
         404: "Not found (problem+json)",
+        413: "Too large (problem+json)",
+        415: "Unsupported content type (problem+json)",
         422: "Invalid input, the field named in errors[].field (problem+json)",
         503: "Service unavailable (problem+json)",
     }

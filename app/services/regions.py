@@ -194,6 +194,31 @@ def covering(conn: Connection, version_id: int, lon: float, lat: float) -> list[
     return [found[level] for level in LEVELS if level in found]
 
 
+def nearest_grid(
+    conn: Connection, version_id: int, lon: float, lat: float
+) -> dict[str, Any] | None:
+    """The basic grid nearest to the point and the distance to it in metres (geodesic)."""
+    row = conn.execute(
+        text(
+            """
+            WITH p AS (SELECT ST_SetSRID(ST_MakePoint(:x, :y), 4490) AS g),
+            near AS (  -- planar KNN in degrees picks candidates; metres decide among them
+                SELECT r.code, r.name, r.geom FROM region r, p
+                WHERE r.version_id = :v AND r.level = 'grid'
+                ORDER BY r.geom <-> p.g LIMIT 16
+            )
+            SELECT near.code, near.name,
+                   ST_Distance(near.geom::geography, p.g::geography) AS distance_m
+            FROM near, p ORDER BY distance_m, near.code LIMIT 1
+            """
+        ),
+        {"v": version_id, "x": lon, "y": lat},
+    ).first()
+    if row is None:
+        return None
+    return {"code": row.code, "name": row.name, "distance_m": float(row.distance_m)}
+
+
 def feature(
     conn: Connection, scope: Scope, code: str, *, simplify_m: float = 0.0, metric_srid: int = 4548
 ) -> dict[str, Any] | None:
