@@ -619,6 +619,9 @@ def setup() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (GRIDMAP_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (GRIDMAP_PORT)")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes; each keeps its own locate index fresh")
+    ] = 1,
 ) -> None:
     """Serve the API and pages with uvicorn against the embedded or configured database."""
     import uvicorn
@@ -650,7 +653,8 @@ def serve(
         out.print(f"  {url:<{width}}  {what}", highlight=False, soft_wrap=True)
     out.print()
     sys.stdout.flush()
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info",
+                workers=workers)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -14,7 +16,8 @@ router = APIRouter(tags=["health"])
 
 @router.get("/health", responses=problem_responses(503))
 def health(request: Request) -> JSONResponse:
-    """200 when the database answers; 503 (problem+json) when it does not."""
+    """200 when the database answers (with the boundary version this worker's locate index
+    answers from); 503 (problem+json) when it does not."""
     try:
         with request.app.state.engine.connect() as conn:
             postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar_one()
@@ -32,6 +35,15 @@ def health(request: Request) -> JSONResponse:
             status_code=503,
             media_type="application/problem+json",
         )
+    snapshot = request.app.state.locate._snapshot
     return JSONResponse(
-        {"status": "ok", "database": "ok", "postgis": postgis, "active_boundary_version": active}
+        {
+            "status": "ok",
+            "database": "ok",
+            "postgis": postgis,
+            "active_boundary_version": active,
+            # This worker's locate index: equal to the active version once it has caught up.
+            "locate_index_version": snapshot.version.id if snapshot else None,
+            "worker_pid": os.getpid(),
+        }
     )

@@ -392,3 +392,59 @@ def test_no_answer_ever_comes_from_a_half_built_index(demo_db, client_for) -> No
         engine.dispose()
     assert {v for v, _ in seen} == {tiny.id, demo_id}
     assert all(expected[v] == grid for v, grid in seen)
+
+
+def test_every_worker_process_switches_after_activation(demo_db, cli_for, tmp_path) -> None:
+    """`gridmap serve --workers 2`, then a version activated from another process: both
+    worker processes report and answer from the new version, well within their poll time."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx2 as httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "GRIDMAP_DATABASE_URL": demo_db, "GRIDMAP_VAR_DIR": str(tmp_path),
+           "GRIDMAP_LOCATE_POLL_S": "3600"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def workers_on(version: int, rounds: int = 60) -> set[int]:
+        pids = set()
+        with httpx.Client(base_url=base, timeout=5) as http:
+            for _ in range(rounds):  # new connections land on either worker
+                body = http.get("/health", headers={"connection": "close"}).json()
+                if body["locate_index_version"] == version:
+                    pids.add(body["worker_pid"])
+        return pids
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if len(workers_on(1, 20)) == 2:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the two workers did not come up"
+            time.sleep(0.3)
+        tiny = _import_tiny(demo_db)
+        assert cli_for(demo_db)("boundaries", "activate", str(tiny.id)).exit_code == 0
+        deadline = time.monotonic() + 20
+        while len(workers_on(tiny.id, 20)) < 2:
+            assert time.monotonic() < deadline, "not every worker switched"
+            time.sleep(0.2)
+        code, x, y = _tiny_point()
+        with httpx.Client(base_url=base, timeout=5) as http:
+            for _ in range(10):
+                r = http.get("/api/v1/locate", params={"lon": x, "lat": y},
+                             headers={"connection": "close"}).json()  # fmt: skip
+                assert r["boundary_version"]["id"] == tiny.id and r["grid"]["code"] == code
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
