@@ -621,8 +621,8 @@ class GridIndex:
         return self._geos_among(x, y, cand)
 
     def _geos_among(self, x: NDArray, y: NDArray, cand: NDArray) -> NDArray[np.intp]:
-        """Lowest-coded candidate that contains the point, else the lowest that touches it
-        (on an edge), else -1. ``cand`` is (points × k), -1 padded; GEOS decides."""
+        """Lowest-coded candidate that covers the point (inside or on its edge), else -1.
+        ``cand`` is (points × k), -1 padded; GEOS decides."""
         none = len(self._codes)
         best = np.full(len(x), none, dtype=np.int64)
         touch = np.full(len(x), none, dtype=np.int64)
@@ -636,7 +636,9 @@ class GridIndex:
             best[has[inside]] = np.minimum(best[has[inside]], c[has][inside])
             edge = ~inside & shapely.intersects_xy(g, x[has], y[has])
             touch[has[edge]] = np.minimum(touch[has[edge]], c[has][edge])
-        out = np.where(best < none, best, np.where(touch < none, np.minimum(touch, best), -1))
+        # Covers: every grid the point is in or on counts, the lowest code wins.
+        low = np.minimum(best, touch)
+        out = np.where(low < none, low, -1)
         return out.astype(np.intp)
 
     def _metric_tree(self) -> tuple[Any, shapely.STRtree]:

@@ -41,8 +41,8 @@ PROPERTY = settings(
 
 
 def geos_answer(grids: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per point, the lowest code of the grids containing it, else of those touching it, else
-    "" — computed by shapely alone (non-finite points: "")."""
+    """Per point, the lowest code of the grids covering it (inside or on an edge — the
+    database's ST_Covers … ORDER BY code), else "" — by shapely alone (non-finite points: "")."""
     codes = grids["code"].astype(str).to_numpy()
     order = np.argsort(codes, kind="stable")
     codes, geoms = codes[order], np.asarray(grids.geometry.array, dtype=object)[order]
@@ -52,13 +52,9 @@ def geos_answer(grids: gpd.GeoDataFrame, x: np.ndarray, y: np.ndarray) -> np.nda
     tree = shapely.STRtree(geoms)
     pts = shapely.points(x[finite], y[finite])
     none = len(codes)
-    within = np.full(len(finite), none)
-    p, g = tree.query(pts, predicate="within")
-    np.minimum.at(within, p, g)
-    covered = np.full(len(finite), none)
+    best = np.full(len(finite), none)
     p, g = tree.query(pts, predicate="intersects")
-    np.minimum.at(covered, p, g)
-    best = np.where(within < none, within, covered)
+    np.minimum.at(best, p, g)
     out = np.full(len(x), "", dtype=object)
     out[finite] = np.append(codes, "")[best]
     return out
@@ -505,6 +501,16 @@ def test_overlapping_grids_give_the_lowest_containing_code(name):
     assert list(index.locate(x, y)) == list(geos_answer(grids, x, y))
     rx, ry = random_points(grids.total_bounds, 5_000, seed=13, margin=0.05)
     assert_agrees(index, grids, rx, ry)
+
+
+def test_a_point_on_one_grids_edge_inside_an_overlapping_grid_goes_to_the_lowest_code():
+    """Covers, not contains first: B's edge at x=117.4 lies inside A, so both cover points on
+    it and A (the lower code) has them; on A's edge inside B, likewise A."""
+    grids = grid_frame(OVERLAPS["crossing"])
+    index = GridIndex(grids)
+    x = np.array([117.4, 117.6, 117.6])
+    y = np.array([39.5, 39.5, 39.123456789])
+    assert list(index.locate(x, y)) == [min(grids["code"])] * 3
 
 
 def test_a_sub_square_metre_overlap_that_validation_accepts_does_not_lose_points():
