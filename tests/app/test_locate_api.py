@@ -312,6 +312,7 @@ def test_as_of_answers_from_the_version_active_then(demo_db, client_for) -> None
     with engine.connect() as conn:
         first = conn.execute(text("SELECT min(activated_at) FROM boundary_activation")).scalar()
     engine.dispose()
+    client.app.state.locate.refresh()  # don't wait for the listener (tested below)
     code, x, y = _tiny_point()
     before = (first + dt.timedelta(microseconds=1)).isoformat()
     now = client.get("/api/v1/locate", params={"lon": x, "lat": y}).json()
