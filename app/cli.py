@@ -465,15 +465,12 @@ def locate_cmd(
 
 
 def _crs_option(value: str) -> str:
-    from gis.crs import NAMED_CRS, UnknownCRSError, normalise_crs
+    from gis.crs import UnknownCRSError, point_crs
 
     try:
-        name = normalise_crs(value)
-    except UnknownCRSError:
-        name = ""
-    if name not in NAMED_CRS:
-        raise _fail(f"unknown crs {value!r}; accepted: {', '.join(NAMED_CRS)}")
-    return name
+        return point_crs(value)
+    except UnknownCRSError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _version_for(conn, moment):  # type: ignore[no-untyped-def]

@@ -35,6 +35,7 @@ __all__ = [
     "metric_area",
     "normalise_crs",
     "out_of_china",
+    "point_crs",
     "to_cgcs2000",
     "to_metric",
     "transform_geometries",
@@ -216,6 +217,19 @@ def normalise_crs(name: str) -> str:
     if epsg == 4490:
         return "cgcs2000"
     return f"EPSG:{epsg}" if epsg else crs.to_string()
+
+
+def point_crs(name: str) -> str:
+    """One of :data:`NAMED_CRS` — the systems a device sends points in — from any of their
+    spellings (``GCJ-02``, ``EPSG:4326``, …); anything else raises :class:`UnknownCRSError`
+    listing the accepted names."""
+    try:
+        canonical = normalise_crs(name)
+    except UnknownCRSError:
+        canonical = ""
+    if canonical not in NAMED_CRS:
+        raise UnknownCRSError(f"unknown crs {name!r}; accepted: {', '.join(NAMED_CRS)}")
+    return canonical
 
 
 @lru_cache(maxsize=64)

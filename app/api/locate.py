@@ -23,7 +23,7 @@ from app.services import regions as region_service
 from app.services.boundaries import Version
 from app.services.locate import LocateService, coordinate_problems
 from app.services.regions import NoVersion, resolve_scope
-from gis.crs import NAMED_CRS, UnknownCRSError, normalise_crs, to_cgcs2000
+from gis.crs import NAMED_CRS, UnknownCRSError, point_crs, to_cgcs2000
 from gis.locate import GridIndex
 
 router = APIRouter(prefix="/api/v1", tags=["locate"])
@@ -79,12 +79,9 @@ class Located(BaseModel):
 
 def parse_crs(value: str) -> str:
     try:
-        name = normalise_crs(value)
-    except UnknownCRSError:
-        name = ""
-    if name not in NAMED_CRS:
-        raise invalid("crs", f"unknown crs {value!r}; accepted: {', '.join(NAMED_CRS)}")
-    return name
+        return point_crs(value)
+    except UnknownCRSError as exc:
+        raise invalid("crs", str(exc)) from None
 
 
 def _service(request: Request) -> LocateService:

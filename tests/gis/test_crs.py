@@ -18,6 +18,7 @@ from gis.crs import (
     metric_area,
     normalise_crs,
     out_of_china,
+    point_crs,
     to_cgcs2000,
     transform_geometries,
     wgs84_to_bd09,
@@ -322,3 +323,17 @@ def test_metric_area_of_missing_geometry_is_zero():
     areas = metric_area([shapely.Polygon(), box(0, 0, 1, 1)], "EPSG:4548")
     assert areas[0] == 0
     assert areas[1] > 0
+
+
+@pytest.mark.parametrize(
+    ("spelling", "expected"),
+    [("GCJ-02", "gcj02"), ("EPSG:4326", "wgs84"), ("bd09ll", "bd09"), ("CGCS2000", "cgcs2000")],
+)
+def test_point_crs_accepts_the_spellings_devices_use(spelling: str, expected: str) -> None:
+    assert point_crs(spelling) == expected
+
+
+@pytest.mark.parametrize("spelling", ["EPSG:3857", "mercator", "", "EPSG:4548"])
+def test_point_crs_refuses_others_listing_the_accepted(spelling: str) -> None:
+    with pytest.raises(UnknownCRSError, match="accepted: wgs84, cgcs2000, gcj02, bd09"):
+        point_crs(spelling)
