@@ -140,6 +140,10 @@ async def locate_one(
     snapshot = service.current()
     if snapshot is None:
         raise _no_version()
+    if snapshot.index.locate_index(x, y)[0] < 0:  # the nearest grid may build a tree: not here
+        return await run_in_threadpool(
+            _from_index, snapshot.index, snapshot.version, lon, lat, name, x, y
+        )
     return _from_index(snapshot.index, snapshot.version, lon, lat, name, x, y)
 
 
