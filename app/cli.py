@@ -632,6 +632,13 @@ def serve(
                 "WHERE v.is_active AND r.level = 'district' ORDER BY r.code LIMIT 1"
             )
         ).scalar_one_or_none()
+        spot = conn.execute(
+            text(
+                "SELECT ST_X(p) AS x, ST_Y(p) AS y FROM (SELECT ST_PointOnSurface(r.geom) AS p "
+                "FROM region r JOIN boundary_version v ON v.id = r.version_id "
+                "WHERE v.is_active AND r.level = 'grid' ORDER BY r.code LIMIT 1) s"
+            )
+        ).first()
     engine.dispose()
     host = host or settings.host
     port = port or settings.port
@@ -642,6 +649,12 @@ def serve(
     pages += [
         (f"{base}/docs", "API (OpenAPI)"),
         (f"{base}/api/v1/regions?level=street", "streets as JSON"),
+    ]
+    if spot:
+        pages.append(
+            (f"{base}/api/v1/locate?lon={spot.x:.6f}&lat={spot.y:.6f}", "which grid covers a point")
+        )
+    pages += [
         (f"{base}/health", "health"),
     ]
     width = max(len(url) for url, _ in pages)

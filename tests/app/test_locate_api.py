@@ -411,7 +411,7 @@ def test_every_worker_process_switches_after_activation(demo_db, cli_for, tmp_pa
            "GRIDMAP_LOCATE_POLL_S": "3600"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
 
@@ -448,4 +448,5 @@ def test_every_worker_process_switches_after_activation(demo_db, cli_for, tmp_pa
                 assert r["boundary_version"]["id"] == tiny.id and r["grid"]["code"] == code
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        printed, _ = proc.communicate(timeout=20)
+    assert f"{base}/api/v1/locate?lon=" in printed  # serve names the locate endpoint
