@@ -213,6 +213,7 @@ class Batch:
     rows: list[int] = field(default_factory=list)  # CSV: the line number of each point
     props: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON: input properties
     errors: dict[int, tuple[str, str]] = field(default_factory=dict)
+    raw: dict[int, tuple[str, str]] = field(default_factory=dict)  # CSV: lon, lat as sent
 
     def add(self, lon: Any, lat: Any, ident: Any = None, *, row: int = 0) -> None:
         self.lon.append(lon)
@@ -351,6 +352,8 @@ def _parse_csv(body: bytes) -> Batch:
             if len(batch.lon) >= MAX_POINTS:
                 raise _too_many(MAX_POINTS + 1 + sum(1 for r in rows if r))
             ident = row[cols[2]] if 0 <= cols[2] < len(row) else None
+            if max(cols[0], cols[1]) < len(row):
+                batch.raw[len(batch.lon)] = (row[cols[0]], row[cols[1]])
             if max(cols[0], cols[1]) >= len(row):
                 batch.fail(f"row {line}", f"expected lon,lat[,id]; got {len(row)} field(s)",
                            ident, row=line)  # fmt: skip
@@ -592,10 +595,9 @@ def _stream_csv(
             writer.writerow(header)
         for offset, rec in enumerate(_records(batch, chain, start, start + _CHUNK)):
             i = start + offset
+            raw_lon, raw_lat = batch.raw.get(i, ("", ""))
             writer.writerow(
-                [batch.rows[i], batch.ids[i] if batch.ids[i] is not None else "",
-                 "" if not math.isfinite(batch.lon[i]) else batch.lon[i],
-                 "" if not math.isfinite(batch.lat[i]) else batch.lat[i]]
+                [batch.rows[i], batch.ids[i] if batch.ids[i] is not None else "", raw_lon, raw_lat]
                 + ["" if rec.get(c) is None else rec[c] for c in cols]
                 + [rec.get("error") or ""]
             )  # fmt: skip

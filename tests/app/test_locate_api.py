@@ -205,6 +205,8 @@ def test_malformed_csv_rows_are_reported_by_row_and_the_rest_answered(shared_cli
     assert rows["2"]["grid_code"] == code and not rows["2"]["error"]
     assert rows["7"]["grid_code"] == code2
     assert "not a number" in rows["3"]["error"] and not rows["3"]["grid_code"]
+    assert (rows["3"]["lon"], rows["3"]["lat"]) == ("abc", "39.1")  # echoed as sent
+    assert rows["6"]["lon"] == "39.16" and rows["4"]["lon"] == ""
     assert "expected lon,lat" in rows["4"]["error"]
     assert "finite" in rows["5"]["error"]
     assert "swapped" in rows["6"]["error"]
