@@ -22,6 +22,7 @@ from app.db.embedded import EmbeddedError
 from app.db.engine import current_revision, database_url, embedded, head_revision, make_engine
 from app.db.engine import upgrade as run_migrations
 from app.services import boundaries as boundary_service
+from app.services.identity import ROLES
 from app.settings import Settings, get_settings
 from gis.codes import LEVELS
 from gis.hierarchy import Report
@@ -41,9 +42,15 @@ app = typer.Typer(
 db_app = typer.Typer(help="The database: embedded PostGIS in ./var/pg, or GRIDMAP_DATABASE_URL.")
 boundaries_app = typer.Typer(help="Boundary files: validate, import as a version, activate.")
 demo_app = typer.Typer(help="Synthetic demo data (deterministic from a seed).")
+users_app = typer.Typer(help="Staff: who may do what, where (roles, home region, department).")
+tokens_app = typer.Typer(help="Bearer tokens: shown once, stored hashed, expiring, revocable.")
+departments_app = typer.Typer(help="Functional departments (police, housing, …) and stations.")
 app.add_typer(db_app, name="db")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(demo_app, name="demo")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(departments_app, name="departments")
 
 out = Console()
 err = Console(stderr=True)
@@ -402,6 +409,110 @@ def demo_city(
 
 
 # ---- run ------------------------------------------------------------------------------------
+# ---- identity ---------------------------------------------------------------------------------
+@departments_app.command("add")
+def departments_add(
+    code: Annotated[str, typer.Argument(help="Department code, e.g. hq-police-xigu")],
+    name: Annotated[str, typer.Argument(help="Name, e.g. 西沽派出所")],
+    kind: Annotated[str, typer.Option(help="police, housing, city_management, emergency, …")],
+    parent: Annotated[str | None, typer.Option(help="Parent department code")] = None,
+) -> None:
+    """Add a department (a station under its parent with --parent)."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        identity.add_department(engine, code, name, kind=kind, parent=parent)
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(f"department {escape(code)} added")
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Login name")],
+    role: Annotated[str, typer.Option(help="One of: " + ", ".join(ROLES))],
+    region: Annotated[str, typer.Option(help="Home region code: everything below is in scope")],
+    department: Annotated[str | None, typer.Option(help="Department code")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number")] = None,
+    display_name: Annotated[str | None, typer.Option(help="Full name shown in the UI")] = None,
+) -> None:
+    """Add a user; an unknown role, region or department is refused and nothing is created."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        user = identity.add_user(engine, name, role=role, region=region, department=department,
+                                 phone=phone, display_name=display_name)  # fmt: skip
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(
+        f"user {escape(user.name)} ({user.role}, {user.region_code}) added; "
+        f"give them a token: gridmap tokens create {escape(user.name)}",
+        highlight=False,
+    )
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every user with role, home region and department."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    with engine.connect() as conn:
+        users = identity.list_users(conn)
+    engine.dispose()
+    if as_json:
+        out.print_json(json.dumps(users, ensure_ascii=False, default=str))
+        return
+    table = Table("name", "role", "region", "department", "active")
+    for u in users:
+        table.add_row(u["name"], u["role"], u["region_code"], u["department"] or "",
+                      "yes" if u["active"] else "no")  # fmt: skip
+    out.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Argument(help="Login name")],
+    days: Annotated[float, typer.Option(help="Valid for this many days")] = 90.0,
+    label: Annotated[str, typer.Option(help="What it is for, e.g. the phone's name")] = "",
+) -> None:
+    """Make a bearer token and print only it (capture it: it is not shown again)."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        token = identity.create_token(engine, user, days=days, label=label)
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    sys.stdout.write(token + "\n")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    user: Annotated[str, typer.Argument(help="Login name")],
+    token: Annotated[str | None, typer.Option(help="The token to revoke (default: all)")] = None,
+) -> None:
+    """Revoke one of a user's tokens, or all of them."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        count = identity.revoke_tokens(engine, user, token=token)
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(f"{count} token(s) of {escape(user)} revoked")
+
+
 # ---- locate ---------------------------------------------------------------------------------
 LOCATE_CHUNK = 100_000
 

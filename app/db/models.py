@@ -115,3 +115,82 @@ class RegionPart(Base):
         Index("region_subdivided_geom", "geom", postgresql_using="gist"),
         Index("region_subdivided_version_level", "version_id", "level"),
     )
+
+
+class Department(Base):
+    """A functional department (police, housing, city management, …) or one of its stations."""
+
+    __tablename__ = "department"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", ondelete="SET NULL"))
+    service_area: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=SRID, spatial_index=False), nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (Index("department_service_area", "service_area", postgresql_using="gist"),)
+
+
+class Staff(Base):
+    """A user: a role, a home region (its code; everything below is in scope), a department."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(32))
+    region_code: Mapped[str] = mapped_column(String(32))
+    department_id: Mapped[int | None] = mapped_column(
+        ForeignKey("department.id", ondelete="RESTRICT")
+    )
+    active: Mapped[bool] = mapped_column(Boolean, server_default="true")
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+    __table_args__ = (Index("staff_region_code", "region_code"),)
+
+
+class GridAssignment(Base):
+    """Who serves a basic grid: its one primary gridworker (一格一员) and its 1+8+X members.
+    By grid code, so assignments carry over to a new boundary version that keeps the code."""
+
+    __tablename__ = "grid_assignment"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grid_code: Mapped[str] = mapped_column(String(32))
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("grid_assignment_staff", "staff_id"),
+        UniqueConstraint("grid_code", "staff_id", "kind", name="grid_assignment_once"),
+        Index("grid_assignment_one_primary", "grid_code", unique=True,
+              postgresql_where="kind = 'primary'"),
+    )  # fmt: skip
+
+
+class AccessToken(Base):
+    """A bearer token, stored as its SHA-256 only; shown once when made."""
+
+    __tablename__ = "access_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(Text, server_default="")
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("access_token_staff", "staff_id"),)

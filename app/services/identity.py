@@ -1,0 +1,312 @@
+"""Who may do what, where: roles, the permission table, staff, departments and access tokens.
+
+The permission table is written down once, here, as (role, action) pairs; the README prints the
+same table. A principal is a staff member with a role, a home region (a region code: everything
+below it is in scope) and, for department officers, a department.
+
+Tokens are random (``secrets.token_urlsafe``), shown once, and stored only as their SHA-256: a
+token carries 256 bits of entropy, so a fast hash is enough (a password would need a slow one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, text
+
+from app.services.boundaries import active_version
+
+# -- roles and what they may do ---------------------------------------------------------------
+
+ROLES: dict[str, str] = {
+    "district_commander": "区指挥中心 district commander",
+    "supervisor": "督办 district supervision office",
+    "street_commander": "街道指挥 street commander (blows street whistles)",
+    "community_officer": "社区 community officer (blows community whistles)",
+    "gridworker": "网格员 gridworker",
+    "department_officer": "职能部门 department officer",
+    "planner": "分析 planner (analytics)",
+    "screen": "大屏 read-only command wall",
+    "admin": "系统管理 administrator",
+}
+
+# The level a role's home region must be at (None: any level).
+ROLE_LEVEL: dict[str, tuple[str, ...] | None] = {
+    "district_commander": ("district",),
+    "supervisor": ("district",),
+    "street_commander": ("street",),
+    "community_officer": ("community",),
+    "gridworker": ("grid", "community"),
+    "department_officer": None,
+    "planner": None,
+    "screen": None,
+    "admin": None,
+}
+
+_ALL_READERS = tuple(ROLES)
+_COMMAND = ("district_commander", "supervisor", "street_commander", "community_officer", "admin")
+
+# (role, action) pairs: the one permission table. Reads are further narrowed to the
+# principal's region subtree or department (scoping), actions by role only here.
+PERMISSIONS: frozenset[tuple[str, str]] = frozenset(
+    [(role, "regions:read") for role in _ALL_READERS]
+    + [(role, "locate:read") for role in _ALL_READERS]
+    + [(role, "screen:view") for role in (*_COMMAND, "screen", "planner")]
+    + [(role, "incidents:read") for role in (*_COMMAND, "gridworker", "department_officer",
+                                             "screen", "planner")]
+    + [(role, "incidents:report") for role in (*_COMMAND, "gridworker")]
+    + [(role, "incidents:dispatch") for role in _COMMAND]
+    + [(role, "incidents:handle") for role in ("department_officer", "gridworker")]
+    + [("street_commander", "whistles:blow_street"), ("admin", "whistles:blow_street")]
+    + [("community_officer", "whistles:blow_community"), ("admin", "whistles:blow_community")]
+    + [(role, "whistles:read") for role in (*_COMMAND, "department_officer", "screen")]
+    + [(role, "whistles:report") for role in ("department_officer",)]
+    + [(role, "whistles:supervise") for role in ("supervisor", "district_commander", "admin")]
+    + [(role, "patrols:ingest") for role in ("gridworker", "admin")]
+    + [(role, "patrols:read") for role in (*_COMMAND, "screen", "planner", "gridworker")]
+    + [(role, "analytics:read") for role in ("planner", *_COMMAND, "screen")]
+    + [("admin", "users:manage"), ("admin", "boundaries:manage")]
+)  # fmt: skip
+
+
+def allowed(role: str, action: str) -> bool:
+    return (role, action) in PERMISSIONS
+
+
+# -- departments and grid members ---------------------------------------------------------------
+
+DEPARTMENT_KINDS: dict[str, str] = {
+    "police": "公安 police",
+    "housing": "住建 housing and construction",
+    "city_management": "城管 city management and enforcement",
+    "emergency": "应急 emergency management",
+    "fire": "消防 fire and rescue",
+    "market_supervision": "市场监管 market supervision",
+    "ecology": "生态环境 ecology and environment",
+    "water": "水务 water",
+    "transport": "交通 transport",
+    "health": "卫健 health",
+    "civil_affairs": "民政 civil affairs",
+    "political_legal": "政法委 political-legal committee",
+    "utility": "公用事业 utilities (power, gas, heating)",
+    "other": "其他 other",
+}
+
+# 一格一员 plus the 1+8+X grid members (DOMAIN.md): the leader, eight kinds, and X (others).
+MEMBER_KINDS: dict[str, str] = {
+    "primary": "专职网格员 the grid's own gridworker (one per grid)",
+    "leader": "网格长 grid leader",
+    "supervisor": "督导员 supervisor",
+    "enforcer": "城管执法队员 city-management enforcer",
+    "community_officer": "社区干部 community officer",
+    "sanitation": "环卫 sanitation",
+    "police": "社区民警 community police",
+    "liaison": "机关联络员 agency liaison",
+    "discipline": "纪检监督员 discipline supervisor",
+    "street_staff": "街道干部 street staff",
+    "other": "X: other members (volunteers, property managers, …)",
+}
+
+
+def add_department(
+    engine: Engine, code: str, name: str, *, kind: str, parent: str | None = None
+) -> int:
+    if kind not in DEPARTMENT_KINDS:
+        raise IdentityError(
+            f"unknown department kind {kind!r}; kinds: {', '.join(DEPARTMENT_KINDS)}"
+        )
+    with engine.begin() as conn:
+        parent_id = None
+        if parent:
+            parent_id = conn.execute(
+                text("SELECT id FROM department WHERE code = :c"), {"c": parent}
+            ).scalar_one_or_none()
+            if parent_id is None:
+                raise IdentityError(f"unknown parent department {parent!r}")
+        if conn.execute(text("SELECT 1 FROM department WHERE code = :c"), {"c": code}).first():
+            raise IdentityError(f"a department {code!r} already exists")
+        return conn.execute(
+            text(
+                "INSERT INTO department (code, name, kind, parent_id) "
+                "VALUES (:c, :n, :k, :p) RETURNING id"
+            ),
+            {"c": code, "n": name, "k": kind, "p": parent_id},
+        ).scalar_one()
+
+
+# -- staff --------------------------------------------------------------------------------------
+
+
+class IdentityError(ValueError):
+    """Refused: unknown role, region, department, user or token (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    name: str
+    role: str
+    region_code: str
+    department_code: str | None
+
+    def can(self, action: str) -> bool:
+        return allowed(self.role, action)
+
+
+def _region_level(conn: Connection, code: str) -> str | None:
+    version = active_version(conn)
+    if version is None:
+        raise IdentityError("no boundary version is active: import and activate boundaries first")
+    return conn.execute(
+        text("SELECT level FROM region WHERE version_id = :v AND code = :c"),
+        {"v": version.id, "c": code},
+    ).scalar_one_or_none()
+
+
+def add_user(
+    engine: Engine,
+    name: str,
+    *,
+    role: str,
+    region: str,
+    department: str | None = None,
+    phone: str | None = None,
+    display_name: str | None = None,
+) -> Principal:
+    """Create a staff member, validating everything before writing anything."""
+    name = name.strip()
+    if not name:
+        raise IdentityError("the user name is empty")
+    if role not in ROLES:
+        raise IdentityError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    if role == "department_officer" and not department:
+        raise IdentityError("a department officer needs --department")
+    with engine.begin() as conn:
+        level = _region_level(conn, region)
+        if level is None:
+            raise IdentityError(f"unknown region {region!r} in the active boundary version")
+        wanted = ROLE_LEVEL[role]
+        if wanted is not None and level not in wanted:
+            raise IdentityError(
+                f"a {role} works at {' or '.join(wanted)} level; {region} is a {level}"
+            )
+        department_id = None
+        if department:
+            department_id = conn.execute(
+                text("SELECT id FROM department WHERE code = :c"), {"c": department}
+            ).scalar_one_or_none()
+            if department_id is None:
+                raise IdentityError(f"unknown department {department!r}")
+        if conn.execute(text("SELECT 1 FROM staff WHERE name = :n"), {"n": name}).first():
+            raise IdentityError(f"a user named {name!r} already exists")
+        staff_id = conn.execute(
+            text(
+                "INSERT INTO staff (name, display_name, phone, role, region_code, department_id) "
+                "VALUES (:n, :d, :p, :r, :g, :dep) RETURNING id"
+            ),
+            {"n": name, "d": display_name or name, "p": phone, "r": role, "g": region,
+             "dep": department_id},
+        ).scalar_one()  # fmt: skip
+    return Principal(staff_id, name, role, region, department)
+
+
+def list_users(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            "SELECT s.id, s.name, s.display_name, s.role, s.region_code, d.code AS department, "
+            "s.active, s.created_at FROM staff s LEFT JOIN department d ON d.id = s.department_id "
+            "ORDER BY s.id"
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def _staff(conn: Connection, name: str) -> Any:
+    row = conn.execute(
+        text("SELECT id, name, active FROM staff WHERE name = :n"), {"n": name}
+    ).first()
+    if row is None:
+        raise IdentityError(f"no user named {name!r}")
+    return row
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "gm_"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(engine: Engine, user: str, *, days: float = 90.0, label: str = "") -> str:
+    """A new bearer token for ``user``, valid ``days``; only its hash is kept."""
+    if not days > 0:
+        raise IdentityError("a token must be valid for a positive number of days")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with engine.begin() as conn:
+        staff = _staff(conn, user)
+        if not staff.active:
+            raise IdentityError(f"user {user!r} is deactivated")
+        conn.execute(
+            text(
+                "INSERT INTO access_token (staff_id, token_hash, label, expires_at) "
+                "VALUES (:s, :h, :l, now() + make_interval(secs => :secs))"
+            ),
+            {"s": staff.id, "h": token_hash(token), "l": label, "secs": days * 86400},
+        )
+    return token
+
+
+def revoke_tokens(engine: Engine, user: str, *, token: str | None = None) -> int:
+    """Revoke one token of ``user`` (given in full) or all of them; returns how many."""
+    with engine.begin() as conn:
+        staff = _staff(conn, user)
+        if token is not None:
+            count = conn.execute(
+                text(
+                    "UPDATE access_token SET revoked_at = now() WHERE staff_id = :s "
+                    "AND token_hash = :h AND revoked_at IS NULL"
+                ),
+                {"s": staff.id, "h": token_hash(token)},
+            ).rowcount
+            if not count:
+                raise IdentityError(f"no live token of {user!r} matches")
+            return count
+        return conn.execute(
+            text(
+                "UPDATE access_token SET revoked_at = now() "
+                "WHERE staff_id = :s AND revoked_at IS NULL"
+            ),
+            {"s": staff.id},
+        ).rowcount
+
+
+def authenticate(conn: Connection, token: str) -> Principal | None:
+    """The principal a live token belongs to, or None (unknown, expired, revoked, inactive)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = conn.execute(
+        text(
+            "SELECT s.id, s.name, s.role, s.region_code, d.code AS department "
+            "FROM access_token t JOIN staff s ON s.id = t.staff_id "
+            "LEFT JOIN department d ON d.id = s.department_id "
+            "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now() "
+            "AND s.active"
+        ),
+        {"h": token_hash(token)},
+    ).first()
+    if row is None:
+        return None
+    return Principal(row.id, row.name, row.role, row.region_code, row.department)
+
+
+def token_expiry(conn: Connection, token: str) -> dt.datetime | None:
+    return conn.execute(
+        text("SELECT expires_at FROM access_token WHERE token_hash = :h"),
+        {"h": token_hash(token)},
+    ).scalar_one_or_none()

@@ -1,0 +1,127 @@
+"""Identity groundwork: departments, users, bearer tokens and the permission table (the
+enforcement on every endpoint comes with the rest of the identity issue)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from sqlalchemy import text
+
+from app.db.engine import make_engine
+from app.services import identity
+
+
+def counts(url: str) -> tuple[int, int, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM staff), (SELECT count(*) FROM department), "
+                "(SELECT count(*) FROM access_token)"
+            )
+        ).one()
+    engine.dispose()
+    return tuple(row)  # type: ignore[return-value]
+
+
+def test_permission_table_names_every_role_and_only_commanders_blow_whistles() -> None:
+    roles = {role for role, _ in identity.PERMISSIONS}
+    assert roles == set(identity.ROLES)
+    street = {r for r, a in identity.PERMISSIONS if a == "whistles:blow_street"}
+    community = {r for r, a in identity.PERMISSIONS if a == "whistles:blow_community"}
+    assert street == {"street_commander", "admin"}
+    assert community == {"community_officer", "admin"}
+    assert not identity.allowed("screen", "incidents:report")
+    assert identity.allowed("gridworker", "patrols:ingest")
+
+
+def test_users_and_departments_from_the_cli(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    added = cli("departments", "add", "hq-police", "红桥公安分局", "--kind", "police")
+    assert added.exit_code == 0, added.output
+    station = cli("departments", "add", "hq-police-xigu", "西沽派出所", "--kind", "police",
+                  "--parent", "hq-police")  # fmt: skip
+    assert station.exit_code == 0, station.output
+    ok = [
+        ("zhang", "--role", "street_commander", "--region", "120106002"),
+        ("li", "--role", "gridworker", "--region", "120106002001001"),
+        ("wang", "--role", "department_officer", "--region", "120106",
+         "--department", "hq-police-xigu"),
+        ("wall", "--role", "screen", "--region", "120106"),
+    ]  # fmt: skip
+    for args in ok:
+        result = cli("users", "add", *args)
+        assert result.exit_code == 0, result.output
+    listed = cli("users", "list", "--json")
+    users = {u["name"]: u for u in json.loads(listed.stdout)}
+    assert users["wang"]["department"] == "hq-police-xigu"
+    assert users["zhang"]["region_code"] == "120106002"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("x", "--role", "mayor", "--region", "120106"), "unknown role"),
+        (("x", "--role", "street_commander", "--region", "999999999"), "unknown region"),
+        (("x", "--role", "street_commander", "--region", "120106"), "street level"),
+        (("x", "--role", "department_officer", "--region", "120106"), "needs --department"),
+        (("x", "--role", "department_officer", "--region", "120106", "--department", "nope"),
+         "unknown department"),
+        (("", "--role", "screen", "--region", "120106"), "empty"),
+    ],
+)  # fmt: skip
+def test_bad_users_are_refused_and_nothing_is_created(cli_for, demo_db, args, words) -> None:  # type: ignore[no-untyped-def]
+    before = counts(demo_db)
+    result = cli_for(demo_db)("users", "add", *args)
+    assert result.exit_code == 1
+    assert words in result.output
+    assert counts(demo_db) == before
+
+
+def test_duplicate_user_and_department_are_refused(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    assert cli("users", "add", "a", "--role", "planner", "--region", "120106").exit_code == 0
+    again = cli("users", "add", "a", "--role", "planner", "--region", "120106")
+    assert again.exit_code == 1 and "already exists" in again.output
+    assert cli("departments", "add", "d", "D", "--kind", "fire").exit_code == 0
+    dup = cli("departments", "add", "d", "D", "--kind", "fire")
+    assert dup.exit_code == 1 and "already exists" in dup.output
+    kind = cli("departments", "add", "e", "E", "--kind", "army")
+    assert kind.exit_code == 1 and "unknown department kind" in kind.output
+
+
+def test_tokens_are_shown_once_stored_hashed_expire_and_revoke(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    assert cli("users", "add", "li", "--role", "gridworker", "--region",
+               "120106002001001").exit_code == 0  # fmt: skip
+    made = cli("tokens", "create", "li")
+    assert made.exit_code == 0
+    token = made.stdout.strip()
+    assert made.stdout == token + "\n" and token.startswith("gm_") and len(token) > 40
+    engine = make_engine(demo_db)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT token_hash FROM access_token")).scalars().all()
+        assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+        assert token not in str(stored)
+        who = identity.authenticate(conn, token)
+        assert who is not None and who.name == "li" and who.role == "gridworker"
+        assert who.region_code == "120106002001001" and who.can("patrols:ingest")
+        assert identity.authenticate(conn, token + "x") is None
+        assert identity.authenticate(conn, "Bearer " + token) is None
+    second = cli("tokens", "create", "li", "--days", "1").stdout.strip()
+    revoked = cli("tokens", "revoke", "li", "--token", token)
+    assert revoked.exit_code == 0 and "1 token(s)" in revoked.output
+    with engine.connect() as conn:
+        assert identity.authenticate(conn, token) is None
+        assert identity.authenticate(conn, second) is not None
+        conn.execute(text("UPDATE access_token SET expires_at = now() - interval '1 second'"))
+        assert identity.authenticate(conn, second) is None  # expired
+        conn.rollback()
+    assert cli("tokens", "revoke", "li").exit_code == 0  # all of them
+    with engine.connect() as conn:
+        assert identity.authenticate(conn, second) is None
+    engine.dispose()
+    assert cli("tokens", "create", "nobody").exit_code == 1
+    assert cli("tokens", "create", "li", "--days", "0").exit_code == 1
