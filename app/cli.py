@@ -45,12 +45,14 @@ demo_app = typer.Typer(help="Synthetic demo data (deterministic from a seed).")
 users_app = typer.Typer(help="Staff: who may do what, where (roles, home region, department).")
 tokens_app = typer.Typer(help="Bearer tokens: shown once, stored hashed, expiring, revocable.")
 departments_app = typer.Typer(help="Functional departments (police, housing, …) and stations.")
+grids_app = typer.Typer(help="Who serves each basic grid: its gridworker (一格一员) and members.")
 app.add_typer(db_app, name="db")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(demo_app, name="demo")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(departments_app, name="departments")
+app.add_typer(grids_app, name="grids")
 
 out = Console()
 err = Console(stderr=True)
@@ -513,6 +515,43 @@ def tokens_revoke(
     out.print(f"{count} token(s) of {escape(user)} revoked")
 
 
+@grids_app.command("assign")
+def grids_assign(
+    grid: Annotated[str, typer.Argument(help="Basic grid code")],
+    user: Annotated[str, typer.Argument(help="Login name")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="primary (the grid's gridworker) or a 1+8+X member kind: leader, "
+            "supervisor, enforcer, community_officer, sanitation, police, liaison, "
+            "discipline, street_staff, other"
+        ),
+    ] = "primary",
+) -> None:
+    """Put a user on a grid; a grid has one primary gridworker."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        identity.assign(engine, grid, user, kind=kind)
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(f"{escape(user)} serves grid {escape(grid)} as {kind}")
+
+
+@demo_app.command("gridworkers")
+def demo_gridworkers() -> None:
+    """One demo gridworker for every basic grid that has none (deterministic names)."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    made = identity.demo_gridworkers(engine)
+    engine.dispose()
+    out.print(f"{made} gridworker(s) created and assigned")
+
+
 # ---- locate ---------------------------------------------------------------------------------
 LOCATE_CHUNK = 100_000
 
@@ -694,7 +733,8 @@ def _locate_file(  # type: ignore[no-untyped-def]
 
 @app.command("setup")
 def setup() -> None:
-    """Start the database, apply migrations, and load the demo district if the database is empty."""
+    """Start the database, apply migrations, load the demo district if the database is empty,
+    and give every demo grid a gridworker if there are no staff yet."""
     settings = get_settings()
     engine = _engine(settings)
     with engine.connect() as conn:
@@ -717,9 +757,15 @@ def setup() -> None:
         out.print(f"loaded the demo district from {demo.name} as version {version.id}")
     with engine.connect() as conn:
         active = boundary_service.active_version(conn)
+        no_staff = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM staff)")).scalar_one()
     if active:
         counts = " / ".join(str(active.counts.get(lv, 0)) for lv in LEVELS)
         out.print(f"active boundary version {active.id} '{active.label}': {counts} regions")
+    if active and no_staff:
+        from app.services import identity
+
+        made = identity.demo_gridworkers(engine)
+        out.print(f"created {made} demo gridworkers, one per grid (一格一员)")
     engine.dispose()
 
 

@@ -19,6 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import AS_OF_DOC, parse_as_of
 from app.api.problems import Problem, invalid, problem_responses
+from app.api.regions import DutyWorker
+from app.services import identity
 from app.services import regions as region_service
 from app.services.boundaries import Version
 from app.services.locate import LocateService, coordinate_problems
@@ -70,6 +72,9 @@ class Located(BaseModel):
     grid: RegionRef | None
     nearest: NearestGrid | None = Field(
         None, description="Outside every grid: the nearest grid and the distance to it"
+    )
+    duty_gridworkers: list[DutyWorker] = Field(
+        default_factory=list, description="Who serves the grid: its gridworker first, then members"
     )
     boundary_version: VersionRef
 
@@ -140,11 +145,22 @@ async def locate_one(
     snapshot = service.current()
     if snapshot is None:
         raise _no_version()
-    if snapshot.index.locate_index(x, y)[0] < 0:  # the nearest grid may build a tree: not here
-        return await run_in_threadpool(
-            _from_index, snapshot.index, snapshot.version, lon, lat, name, x, y
-        )
-    return _from_index(snapshot.index, snapshot.version, lon, lat, name, x, y)
+    # Off the event loop: the duty roster is a database read, the nearest grid may build a tree.
+    return await run_in_threadpool(_answer_one, service, snapshot, lon, lat, name, x, y)
+
+
+def _answer_one(
+    service: LocateService, snapshot: Any, lon: float, lat: float, crs: str, x: Any, y: Any
+) -> Located:
+    return _with_duty(service, _from_index(snapshot.index, snapshot.version, lon, lat, crs, x, y))
+
+
+def _with_duty(service: LocateService, located: Located) -> Located:
+    if located.grid is not None:
+        with service.engine.connect() as conn:
+            roster = identity.duty(conn, [located.grid.code])[located.grid.code]
+        located.duty_gridworkers = [DutyWorker(**r) for r in roster]
+    return located
 
 
 def _ref(code: str, name: str) -> RegionRef | None:
@@ -180,7 +196,7 @@ def _locate_as_of(
     assert version is not None
     snapshot = service.current()
     if snapshot is not None and snapshot.version.id == version.id:
-        return _from_index(snapshot.index, version, lon, lat, crs, x, y)
+        return _with_duty(service, _from_index(snapshot.index, version, lon, lat, crs, x, y))
     # An older version: a database lookup (ST_Covers on the subdivided regions).
     with service.engine.connect() as conn:
         found = {r["level"]: r for r in region_service.covering(conn, version.id, x[0], y[0])}
@@ -192,13 +208,13 @@ def _locate_as_of(
         r = found.get(level)
         return RegionRef(code=r["code"], name=r["name"]) if r else None
 
-    return Located(
+    return _with_duty(service, Located(
         lon=lon, lat=lat, crs=crs, cgcs2000=[float(x[0]), float(y[0])],
         covered="grid" in found, district=ref("district"), street=ref("street"),
         community=ref("community"), grid=ref("grid"),
         nearest=NearestGrid(**nearest) if nearest else None,
         boundary_version=VersionRef(id=version.id, label=version.label),
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 # -- batches -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import Conn, ScopeDep, get_settings
 from app.api.problems import invalid, not_found, problem_responses
 from app.services import boundaries as boundary_service
+from app.services import identity
 from app.services import regions as service
 from app.services.regions import Scope
 from app.settings import Settings
@@ -54,9 +55,19 @@ class RegionSummary(BaseModel):
     label_point: list[float] = Field(description="[lon, lat] of a point inside, for labels")
 
 
+class DutyWorker(BaseModel):
+    name: str
+    display_name: str
+    phone: str | None
+    kind: str = Field(description="primary (一格一员) or a 1+8+X member kind")
+
+
 class RegionDetail(RegionSummary):
     properties: dict[str, Any]
     children_count: int
+    duty_gridworkers: list[DutyWorker] = Field(
+        default_factory=list, description="Basic grids: its gridworker first, then its members"
+    )
     boundary_version: VersionRef
 
 
@@ -173,6 +184,8 @@ def get_region(code: CodePath, conn: Conn, scope: ScopeDep) -> RegionDetail:
     detail = service.get_region(conn, scope, code)
     if detail is None:
         raise not_found(f"no region {code} in boundary version {scope.version.id}")
+    if detail["level"] == "grid":
+        detail["duty_gridworkers"] = identity.duty(conn, [code])[code]
     return RegionDetail(**detail, boundary_version=_ref(scope))
 
 

@@ -310,3 +310,101 @@ def token_expiry(conn: Connection, token: str) -> dt.datetime | None:
         text("SELECT expires_at FROM access_token WHERE token_hash = :h"),
         {"h": token_hash(token)},
     ).scalar_one_or_none()
+
+
+# -- grid assignments ---------------------------------------------------------------------------
+
+
+def assign(engine: Engine, grid_code: str, user: str, *, kind: str = "primary") -> None:
+    """Put ``user`` on a basic grid of the active version as its primary gridworker or as one of
+    its 1+8+X members. A grid has at most one primary gridworker."""
+    if kind not in MEMBER_KINDS:
+        raise IdentityError(f"unknown member kind {kind!r}; kinds: {', '.join(MEMBER_KINDS)}")
+    with engine.begin() as conn:
+        if _region_level(conn, grid_code) != "grid":
+            raise IdentityError(f"{grid_code!r} is not a basic grid of the active version")
+        staff = _staff(conn, user)
+        if kind == "primary":
+            holder = conn.execute(
+                text(
+                    "SELECT s.name FROM grid_assignment a JOIN staff s ON s.id = a.staff_id "
+                    "WHERE a.grid_code = :g AND a.kind = 'primary'"
+                ),
+                {"g": grid_code},
+            ).scalar_one_or_none()
+            if holder is not None and holder != user:
+                raise IdentityError(f"grid {grid_code} already has {holder} as its gridworker")
+        conn.execute(
+            text(
+                "INSERT INTO grid_assignment (grid_code, staff_id, kind) VALUES (:g, :s, :k) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"g": grid_code, "s": staff.id, "k": kind},
+        )
+
+
+def duty(conn: Connection, grid_codes: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The people on duty for each grid: its primary gridworker first, then its members."""
+    if not grid_codes:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT a.grid_code, a.kind, s.name, s.display_name, s.phone "
+            "FROM grid_assignment a JOIN staff s ON s.id = a.staff_id "
+            "WHERE a.grid_code = ANY(:g) AND s.active "
+            "ORDER BY a.grid_code, a.kind <> 'primary', a.kind, s.name"
+        ),
+        {"g": list(grid_codes)},
+    ).mappings()
+    out: dict[str, list[dict[str, Any]]] = {code: [] for code in grid_codes}
+    for r in rows:
+        out[r["grid_code"]].append(
+            {"name": r["name"], "display_name": r["display_name"], "phone": r["phone"],
+             "kind": r["kind"]}
+        )  # fmt: skip
+    return out
+
+
+_SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
+_GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超兰霞平刚桂英华玉萍红"
+
+
+def demo_gridworkers(engine: Engine) -> int:
+    """One gridworker per basic grid of the active version (一格一员), deterministic names,
+    for grids that have none; returns how many were created."""
+    with engine.begin() as conn:
+        version = active_version(conn)
+        if version is None:
+            return 0
+        codes = (
+            conn.execute(
+                text(
+                    "SELECT r.code FROM region r WHERE r.version_id = :v AND r.level = 'grid' "
+                    "AND NOT EXISTS (SELECT 1 FROM grid_assignment a "
+                    "                WHERE a.grid_code = r.code AND a.kind = 'primary') "
+                    "ORDER BY r.code"
+                ),
+                {"v": version.id},
+            )
+            .scalars()
+            .all()
+        )
+        for i, code in enumerate(codes):
+            display = _SURNAMES[i % len(_SURNAMES)] + _GIVEN[(i * 7) % len(_GIVEN)]
+            display += _GIVEN[(i * 13 + 5) % len(_GIVEN)] if i % 3 else ""
+            staff_id = conn.execute(
+                text(
+                    "INSERT INTO staff (name, display_name, phone, role, region_code) "
+                    "VALUES (:n, :d, :p, 'gridworker', :g) "
+                    "ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id"
+                ),
+                {"n": f"gw-{code}", "d": display, "p": f"1380022{i % 10000:04d}", "g": code},
+            ).scalar_one()
+            conn.execute(
+                text(
+                    "INSERT INTO grid_assignment (grid_code, staff_id, kind) "
+                    "VALUES (:g, :s, 'primary') ON CONFLICT DO NOTHING"
+                ),
+                {"g": code, "s": staff_id},
+            )
+    return len(codes)

@@ -125,3 +125,49 @@ def test_tokens_are_shown_once_stored_hashed_expire_and_revoke(cli_for, demo_db)
     engine.dispose()
     assert cli("tokens", "create", "nobody").exit_code == 1
     assert cli("tokens", "create", "li", "--days", "0").exit_code == 1
+
+
+def test_grid_members_and_the_duty_gridworker_in_locate_and_regions(  # type: ignore[no-untyped-def]
+    cli_for, client_for, demo_db
+) -> None:
+    cli = cli_for(demo_db)
+    grid = "120106002001001"
+    for name, role, region in (("li", "gridworker", grid), ("zhou", "gridworker", grid),
+                               ("chen", "community_officer", "120106002001")):  # fmt: skip
+        assert cli("users", "add", name, "--role", role, "--region", region).exit_code == 0
+    assert cli("grids", "assign", grid, "li").exit_code == 0
+    assert cli("grids", "assign", grid, "chen", "--kind", "leader").exit_code == 0
+    second = cli("grids", "assign", grid, "zhou")
+    assert second.exit_code == 1 and "already has li" in second.output
+    assert cli("grids", "assign", "120106002001", "zhou").exit_code == 1  # a community
+    bad_kind = cli("grids", "assign", grid, "zhou", "--kind", "boss")
+    assert bad_kind.exit_code == 1 and "unknown member kind" in bad_kind.output
+    assert cli("grids", "assign", grid, "nobody").exit_code == 1
+
+    client = client_for(demo_db)
+    region = client.get(f"/api/v1/regions/{grid}").json()
+    assert [(w["name"], w["kind"]) for w in region["duty_gridworkers"]] == [
+        ("li", "primary"), ("chen", "leader")
+    ]  # fmt: skip
+    label = region["label_point"]
+    here = client.get("/api/v1/locate", params={"lon": label[0], "lat": label[1]}).json()
+    assert here["grid"]["code"] == grid
+    assert [w["name"] for w in here["duty_gridworkers"]] == ["li", "chen"]
+    community = client.get("/api/v1/regions/120106002001").json()
+    assert community["duty_gridworkers"] == []
+
+
+def test_demo_gridworkers_one_per_grid(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    first = cli("demo", "gridworkers")
+    assert first.exit_code == 0 and "992 gridworker(s)" in first.output
+    assert "0 gridworker(s)" in cli("demo", "gridworkers").output  # idempotent
+    engine = make_engine(demo_db)
+    with engine.connect() as conn:
+        primaries = conn.execute(
+            text("SELECT count(DISTINCT grid_code) FROM grid_assignment WHERE kind = 'primary'")
+        ).scalar_one()
+        roster = identity.duty(conn, ["120106001001001"])["120106001001001"]
+    engine.dispose()
+    assert primaries == 992
+    assert len(roster) == 1 and roster[0]["kind"] == "primary" and roster[0]["display_name"]
