@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import AS_OF_DOC, parse_as_of
 from app.api.problems import Problem, invalid, problem_responses
 from app.api.regions import DutyWorker
-from app.services import identity
 from app.services import regions as region_service
 from app.services.boundaries import Version
 from app.services.locate import LocateService, coordinate_problems
@@ -145,21 +144,16 @@ async def locate_one(
     snapshot = service.current()
     if snapshot is None:
         raise _no_version()
-    # Off the event loop: the duty roster is a database read, the nearest grid may build a tree.
-    return await run_in_threadpool(_answer_one, service, snapshot, lon, lat, name, x, y)
-
-
-def _answer_one(
-    service: LocateService, snapshot: Any, lon: float, lat: float, crs: str, x: Any, y: Any
-) -> Located:
-    return _with_duty(service, _from_index(snapshot.index, snapshot.version, lon, lat, crs, x, y))
+    if snapshot.index.locate_index(x, y)[0] < 0:  # the nearest grid may build a tree: not here
+        return await run_in_threadpool(
+            _from_index, snapshot.index, snapshot.version, lon, lat, name, x, y
+        )
+    return _with_duty(service, _from_index(snapshot.index, snapshot.version, lon, lat, name, x, y))
 
 
 def _with_duty(service: LocateService, located: Located) -> Located:
     if located.grid is not None:
-        with service.engine.connect() as conn:
-            roster = identity.duty(conn, [located.grid.code])[located.grid.code]
-        located.duty_gridworkers = [DutyWorker(**r) for r in roster]
+        located.duty_gridworkers = [DutyWorker(**r) for r in service.roster(located.grid.code)]
     return located
 
 

@@ -341,28 +341,35 @@ def assign(engine: Engine, grid_code: str, user: str, *, kind: str = "primary") 
             ),
             {"g": grid_code, "s": staff.id, "k": kind},
         )
+        _notify_staff(conn)
 
 
-def duty(conn: Connection, grid_codes: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The people on duty for each grid: its primary gridworker first, then its members."""
-    if not grid_codes:
-        return {}
+STAFF_CHANNEL = "gridmap_staff"  # NOTIFYed when grid assignments change
+
+
+def duty(conn: Connection, grid_codes: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The people on duty for each grid (all grids with anyone when ``grid_codes`` is None):
+    its primary gridworker first, then its members."""
+    where = "s.active" if grid_codes is None else "s.active AND a.grid_code = ANY(:g)"
     rows = conn.execute(
         text(
             "SELECT a.grid_code, a.kind, s.name, s.display_name, s.phone "
             "FROM grid_assignment a JOIN staff s ON s.id = a.staff_id "
-            "WHERE a.grid_code = ANY(:g) AND s.active "
-            "ORDER BY a.grid_code, a.kind <> 'primary', a.kind, s.name"
+            f"WHERE {where} ORDER BY a.grid_code, a.kind <> 'primary', a.kind, s.name"
         ),
-        {"g": list(grid_codes)},
+        {"g": list(grid_codes or [])},
     ).mappings()
-    out: dict[str, list[dict[str, Any]]] = {code: [] for code in grid_codes}
+    out: dict[str, list[dict[str, Any]]] = {code: [] for code in grid_codes or []}
     for r in rows:
-        out[r["grid_code"]].append(
+        out.setdefault(r["grid_code"], []).append(
             {"name": r["name"], "display_name": r["display_name"], "phone": r["phone"],
              "kind": r["kind"]}
         )  # fmt: skip
     return out
+
+
+def _notify_staff(conn: Connection) -> None:
+    conn.execute(text("SELECT pg_notify(:c, '')"), {"c": STAFF_CHANNEL})
 
 
 _SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕"
@@ -407,4 +414,5 @@ def demo_gridworkers(engine: Engine) -> int:
                 ),
                 {"g": code, "s": staff_id},
             )
+        _notify_staff(conn)
     return len(codes)

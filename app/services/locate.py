@@ -22,6 +22,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -29,6 +30,7 @@ import psycopg
 import shapely
 from sqlalchemy import Engine, text
 
+from app.services import identity
 from app.services.boundaries import NOTIFY_CHANNEL, Version, active_version, get_version
 from gis.crs import out_of_china
 from gis.locate import GridIndex, grids_with_chain
@@ -106,6 +108,7 @@ class LocateService:
         self._old_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._roster: dict[str, list[dict[str, Any]]] | None = None
         self.refreshes = 0  # how many snapshots this worker has built (for /health and tests)
 
     def current(self) -> Snapshot | None:
@@ -136,6 +139,20 @@ class LocateService:
             self.refreshes += 1
             log.info("locate index: version %s (%s grids)", version.id, len(index))
             return True
+
+    def roster(self, grid_code: str) -> list[dict[str, Any]]:
+        """Who serves a grid (gridworker first, then members), from memory; reloaded when
+        assignments change (NOTIFY gridmap_staff) and at every poll."""
+        roster = self._roster
+        if roster is None:
+            roster = self.reload_roster()
+        return roster.get(grid_code, [])
+
+    def reload_roster(self) -> dict[str, list[dict[str, Any]]]:
+        with self.engine.connect() as conn:
+            roster = identity.duty(conn)
+        self._roster = roster  # one reference swap, as for the index
+        return roster
 
     def index_for(self, version_id: int) -> GridIndex:
         """The index of any version: the current one, or one built for an ``as_of``."""
@@ -181,6 +198,7 @@ class LocateService:
             try:
                 with psycopg.connect(self._conninfo(), autocommit=True) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {identity.STAFF_CHANNEL}")
                     self._safe_refresh()  # anything activated before LISTEN took effect
                     waited = 0.0
                     while not self._stop.is_set():
@@ -199,5 +217,6 @@ class LocateService:
     def _safe_refresh(self) -> None:
         try:
             self.refresh()
+            self.reload_roster()
         except Exception:  # keep serving the last good snapshot
             log.exception("locate index refresh failed; still answering from the last one")

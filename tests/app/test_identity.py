@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import pytest
 from sqlalchemy import text
@@ -155,6 +156,15 @@ def test_grid_members_and_the_duty_gridworker_in_locate_and_regions(  # type: ig
     assert [w["name"] for w in here["duty_gridworkers"]] == ["li", "chen"]
     community = client.get("/api/v1/regions/120106002001").json()
     assert community["duty_gridworkers"] == []
+    # A new member shows in the running server's answers (its roster follows NOTIFY).
+    assert cli("grids", "assign", grid, "zhou", "--kind", "police").exit_code == 0
+    deadline = time.monotonic() + 10
+    while True:
+        here = client.get("/api/v1/locate", params={"lon": label[0], "lat": label[1]}).json()
+        if [w["name"] for w in here["duty_gridworkers"]] == ["li", "chen", "zhou"]:
+            break
+        assert time.monotonic() < deadline, here["duty_gridworkers"]
+        time.sleep(0.1)
 
 
 def test_demo_gridworkers_one_per_grid(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
