@@ -352,6 +352,7 @@ def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, s
     from app.db.embedded import EmbeddedPostgres
     from app.db.engine import make_engine, upgrade
     from app.services import boundaries as boundary_service
+    from app.services import identity
     from app.settings import Settings
 
     base = CACHE_DIR / "http-pg"
@@ -374,6 +375,7 @@ def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, s
                 engine, data, settings.validation, label="bench", source_paths=[DEMO_FILE]
             )
             boundary_service.activate(engine, version.id)
+            identity.demo_gridworkers(engine)  # answers carry a duty gridworker, as in `make run`
             with engine.connect() as conn:
                 versions = {
                     "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
