@@ -34,6 +34,8 @@ from gis.io import (
     write_boundaries,
 )
 
+DEMO_DEPARTMENTS = Path(__file__).resolve().parents[1] / "data" / "catalogs" / "departments.yaml"
+
 app = typer.Typer(
     help="gridmap: four-level grid management and command-wall maps.",
     no_args_is_help=True,
@@ -432,6 +434,43 @@ def departments_add(
     out.print(f"department {escape(code)} added")
 
 
+@departments_app.command("load")
+def departments_load(
+    file: Annotated[Path | None, typer.Argument(help="YAML catalogue")] = None,
+) -> None:
+    """Load departments from a YAML catalogue (default: the demo one); by code, idempotent."""
+    from app.services import identity
+
+    path = file or DEMO_DEPARTMENTS
+    engine = _engine(get_settings())
+    try:
+        count = identity.load_departments(engine, path)
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(f"{count} department(s) loaded from {escape(str(path))}")
+
+
+@departments_app.command("list")
+def departments_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every department with its kind, parent and whether it has a service area."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    with engine.connect() as conn:
+        rows = identity.list_departments(conn)
+    engine.dispose()
+    if as_json:
+        out.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("code", "name", "kind", "parent", "area")
+    for r in rows:
+        table.add_row(r["code"], r["name"], r["kind"], r["parent"] or "",
+                      "yes" if r["has_area"] else "")  # fmt: skip
+    out.print(table)
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Login name")],
@@ -766,6 +805,11 @@ def setup() -> None:
 
         made = identity.demo_gridworkers(engine)
         out.print(f"created {made} demo gridworkers, one per grid (一格一员)")
+        try:
+            loaded = identity.load_departments(engine, DEMO_DEPARTMENTS)
+            out.print(f"loaded {loaded} demo departments ({DEMO_DEPARTMENTS.name})")
+        except identity.IdentityError as exc:  # not the demo district's boundaries
+            out.print(f"demo departments not loaded: {escape(str(exc))[:200]}", highlight=False)
     engine.dispose()
 
 

@@ -14,8 +14,10 @@ import datetime as dt
 import hashlib
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import Connection, Engine, text
 
 from app.services.boundaries import active_version
@@ -136,6 +138,105 @@ def add_department(
             ),
             {"c": code, "n": name, "k": kind, "p": parent_id},
         ).scalar_one()
+
+
+def load_departments(engine: Engine, path: Path) -> int:
+    """Load (insert or update, by code) the departments of a YAML catalogue — see
+    data/catalogs/departments.yaml — in one transaction; any bad entry refuses the whole file."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise IdentityError(f"{path}: {exc}") from None
+    entries = data.get("departments") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise IdentityError(f"{path}: expected a top-level 'departments' list")
+    problems: list[str] = []
+    codes: set[str] = set()
+    for i, e in enumerate(entries):
+        where = f"{path.name}: departments[{i}]"
+        if not isinstance(e, dict) or not e.get("code") or not e.get("name"):
+            problems.append(f"{where}: needs a code and a name")
+            continue
+        if e["code"] in codes:
+            problems.append(f"{where}: code {e['code']!r} appears twice")
+        codes.add(e["code"])
+        if e.get("kind") not in DEPARTMENT_KINDS:
+            problems.append(f"{where} ({e['code']}): unknown kind {e.get('kind')!r}")
+        area = e.get("service_area", [])
+        if not isinstance(area, list) or not all(isinstance(c, str) for c in area):
+            problems.append(f"{where} ({e['code']}): service_area must be a list of region codes")
+    with engine.begin() as conn:
+        version = active_version(conn)
+        known = set(conn.execute(text("SELECT code FROM department")).scalars())
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict):
+                continue
+            parent = e.get("parent")
+            if parent and parent not in codes and parent not in known:
+                problems.append(f"{path.name}: departments[{i}] ({e.get('code')}): "
+                                f"unknown parent {parent!r}")  # fmt: skip
+            area = e.get("service_area") or []
+            if area and isinstance(area, list):
+                if version is None:
+                    problems.append("no boundary version is active to draw service areas from")
+                    break
+                found = set(conn.execute(
+                    text("SELECT code FROM region WHERE version_id = :v AND code = ANY(:c)"),
+                    {"v": version.id, "c": [str(c) for c in area]},
+                ).scalars())  # fmt: skip
+                missing = [c for c in area if c not in found]
+                if missing:
+                    problems.append(f"{path.name}: departments[{i}] ({e.get('code')}): unknown "
+                                    f"region(s) {', '.join(map(str, missing))}")  # fmt: skip
+        if problems:
+            raise IdentityError("; ".join(problems))
+        for e in entries:  # parents first: a file lists them before their stations
+            conn.execute(
+                text(
+                    """
+                    INSERT INTO department (code, name, kind, parent_id, service_area)
+                    VALUES (:code, :name, :kind,
+                            (SELECT id FROM department WHERE code = :parent),
+                            (SELECT ST_Multi(ST_Union(geom)) FROM region
+                             WHERE version_id = :v AND code = ANY(:area)))
+                    ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name,
+                        kind = EXCLUDED.kind, parent_id = EXCLUDED.parent_id,
+                        service_area = EXCLUDED.service_area
+                    """
+                ),
+                {"code": e["code"], "name": e["name"], "kind": e["kind"],
+                 "parent": e.get("parent"), "v": version.id if version else None,
+                 "area": [str(c) for c in e.get("service_area") or []]},
+            )  # fmt: skip
+    return len(entries)
+
+
+def departments_covering(
+    conn: Connection, lon: float, lat: float, *, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Departments whose service area covers a CGCS2000 point, the smallest area first (the
+    local station before its sub-bureau)."""
+    rows = conn.execute(
+        text(
+            "SELECT code, name, kind FROM department "
+            "WHERE ST_Covers(service_area, ST_SetSRID(ST_MakePoint(:x, :y), 4490)) "
+            "AND (CAST(:k AS text) IS NULL OR kind = :k) "
+            "ORDER BY ST_Area(service_area), code"
+        ),
+        {"x": lon, "y": lat, "k": kind},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def list_departments(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        text(
+            "SELECT d.code, d.name, d.kind, p.code AS parent, "
+            "d.service_area IS NOT NULL AS has_area "
+            "FROM department d LEFT JOIN department p ON p.id = d.parent_id ORDER BY d.code"
+        )
+    ).mappings()
+    return [dict(r) for r in rows]
 
 
 # -- staff --------------------------------------------------------------------------------------

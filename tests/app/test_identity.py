@@ -181,3 +181,50 @@ def test_demo_gridworkers_one_per_grid(cli_for, demo_db) -> None:  # type: ignor
     engine.dispose()
     assert primaries == 992
     assert len(roster) == 1 and roster[0]["kind"] == "primary" and roster[0]["display_name"]
+
+
+def test_demo_departments_and_who_serves_a_point(cli_for, demo_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    loaded = cli("departments", "load")
+    assert loaded.exit_code == 0, loaded.output
+    assert cli("departments", "load").exit_code == 0  # idempotent, by code
+    rows = {d["code"]: d for d in json.loads(cli("departments", "list", "--json").stdout)}
+    assert len(rows) == 43 and rows["hq-police-004"]["parent"] == "hq-police"
+    engine = make_engine(demo_db)
+    with engine.connect() as conn:
+        # A point inside a grid of street 120106004 (西沽): its police station first.
+        x, y = conn.execute(
+            text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM region "
+                 "WHERE code = '120106004002001') s")
+        ).one()  # fmt: skip
+        police = identity.departments_covering(conn, x, y, kind="police")
+        everyone = identity.departments_covering(conn, x, y)
+    engine.dispose()
+    assert [d["code"] for d in police] == ["hq-police-004", "hq-police"]
+    assert {"hq-cityman-004", "hq-fire", "hq-housing"} <= {d["code"] for d in everyone}
+    assert "hq-police-005" not in {d["code"] for d in everyone}
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("departments:\n  - {code: a, name: A, kind: navy}\n", "unknown kind"),
+        ("departments:\n  - {code: a, name: A, kind: fire, parent: zz}\n", "unknown parent"),
+        ("departments:\n  - {code: a, name: A, kind: fire, service_area: ['999']}\n",
+         "unknown region"),
+        ("departments:\n  - {code: a, name: A, kind: fire}\n  - {code: a, name: B, kind: fire}\n",
+         "appears twice"),
+        ("departments:\n  - {name: A, kind: fire}\n", "needs a code"),
+        ("nothing: here\n", "'departments' list"),
+        ("departments: [unclosed\n", "departments.yaml"),
+    ],
+)  # fmt: skip
+def test_a_bad_department_catalogue_loads_nothing(cli_for, demo_db, tmp_path, body, words):  # type: ignore[no-untyped-def]
+    path = tmp_path / "departments.yaml"
+    path.write_text(body + "  - {code: ok, name: OK, kind: fire}\n" if "departments:\n" in body
+                    else body, encoding="utf-8")  # fmt: skip
+    before = counts(demo_db)
+    result = cli_for(demo_db)("departments", "load", path)
+    assert result.exit_code == 1, result.output
+    assert words in result.output
+    assert counts(demo_db) == before
