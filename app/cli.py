@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -414,6 +414,31 @@ def demo_city(
 
 # ---- run ------------------------------------------------------------------------------------
 # ---- identity ---------------------------------------------------------------------------------
+@contextmanager
+def _identity_engine() -> Iterator[Engine]:
+    """An engine for one identity command; a refusal (IdentityError) exits 1 with its reason."""
+    from app.services import identity
+
+    engine = _engine(get_settings())
+    try:
+        yield engine
+    except identity.IdentityError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+
+
+def _print_rows(rows: list[dict[str, Any]], columns: dict[str, str], as_json: bool) -> None:
+    """Rows as JSON, or as a table of the given columns (key → heading)."""
+    if as_json:
+        out.print_json(json.dumps(rows, ensure_ascii=False, default=str))
+        return
+    table = Table(*columns.values())
+    for row in rows:
+        table.add_row(*("" if row[k] is None else str(row[k]) for k in columns))
+    out.print(table)
+
+
 @departments_app.command("add")
 def departments_add(
     code: Annotated[str, typer.Argument(help="Department code, e.g. hq-police-xigu")],
@@ -424,13 +449,8 @@ def departments_add(
     """Add a department (a station under its parent with --parent)."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         identity.add_department(engine, code, name, kind=kind, parent=parent)
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     out.print(f"department {escape(code)} added")
 
 
@@ -442,13 +462,8 @@ def departments_load(
     from app.services import identity
 
     path = file or DEMO_DEPARTMENTS
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         count = identity.load_departments(engine, path)
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     out.print(f"{count} department(s) loaded from {escape(str(path))}")
 
 
@@ -457,18 +472,10 @@ def departments_list(as_json: Annotated[bool, typer.Option("--json")] = False) -
     """Every department with its kind, parent and whether it has a service area."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    with engine.connect() as conn:
+    with _identity_engine() as engine, engine.connect() as conn:
         rows = identity.list_departments(conn)
-    engine.dispose()
-    if as_json:
-        out.print_json(json.dumps(rows, ensure_ascii=False))
-        return
-    table = Table("code", "name", "kind", "parent", "area")
-    for r in rows:
-        table.add_row(r["code"], r["name"], r["kind"], r["parent"] or "",
-                      "yes" if r["has_area"] else "")  # fmt: skip
-    out.print(table)
+    _print_rows(rows, {"code": "code", "name": "name", "kind": "kind", "parent": "parent",
+                       "has_area": "service area"}, as_json)  # fmt: skip
 
 
 @users_app.command("add")
@@ -483,14 +490,9 @@ def users_add(
     """Add a user; an unknown role, region or department is refused and nothing is created."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         user = identity.add_user(engine, name, role=role, region=region, department=department,
                                  phone=phone, display_name=display_name)  # fmt: skip
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     out.print(
         f"user {escape(user.name)} ({user.role}, {user.region_code}) added; "
         f"give them a token: gridmap tokens create {escape(user.name)}",
@@ -503,18 +505,10 @@ def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """Every user with role, home region and department."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    with engine.connect() as conn:
+    with _identity_engine() as engine, engine.connect() as conn:
         users = identity.list_users(conn)
-    engine.dispose()
-    if as_json:
-        out.print_json(json.dumps(users, ensure_ascii=False, default=str))
-        return
-    table = Table("name", "role", "region", "department", "active")
-    for u in users:
-        table.add_row(u["name"], u["role"], u["region_code"], u["department"] or "",
-                      "yes" if u["active"] else "no")  # fmt: skip
-    out.print(table)
+    _print_rows(users, {"name": "name", "role": "role", "region_code": "region",
+                        "department": "department", "active": "active"}, as_json)  # fmt: skip
 
 
 @tokens_app.command("create")
@@ -526,13 +520,8 @@ def tokens_create(
     """Make a bearer token and print only it (capture it: it is not shown again)."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         token = identity.create_token(engine, user, days=days, label=label)
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     sys.stdout.write(token + "\n")
 
 
@@ -544,13 +533,8 @@ def tokens_revoke(
     """Revoke one of a user's tokens, or all of them."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         count = identity.revoke_tokens(engine, user, token=token)
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     out.print(f"{count} token(s) of {escape(user)} revoked")
 
 
@@ -570,13 +554,8 @@ def grids_assign(
     """Put a user on a grid; a grid has one primary gridworker."""
     from app.services import identity
 
-    engine = _engine(get_settings())
-    try:
+    with _identity_engine() as engine:
         identity.assign(engine, grid, user, kind=kind)
-    except identity.IdentityError as exc:
-        raise _fail(str(exc), 1) from None
-    finally:
-        engine.dispose()
     out.print(f"{escape(user)} serves grid {escape(grid)} as {kind}")
 
 
