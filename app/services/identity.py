@@ -114,6 +114,15 @@ MEMBER_KINDS: dict[str, str] = {
 }
 
 
+def _department_id(conn: Connection, code: str, refusal: str) -> int:
+    found = conn.execute(
+        text("SELECT id FROM department WHERE code = :c"), {"c": code}
+    ).scalar_one_or_none()
+    if found is None:
+        raise IdentityError(f"{refusal} {code!r}")
+    return found
+
+
 def add_department(
     engine: Engine, code: str, name: str, *, kind: str, parent: str | None = None
 ) -> int:
@@ -122,13 +131,7 @@ def add_department(
             f"unknown department kind {kind!r}; kinds: {', '.join(DEPARTMENT_KINDS)}"
         )
     with engine.begin() as conn:
-        parent_id = None
-        if parent:
-            parent_id = conn.execute(
-                text("SELECT id FROM department WHERE code = :c"), {"c": parent}
-            ).scalar_one_or_none()
-            if parent_id is None:
-                raise IdentityError(f"unknown parent department {parent!r}")
+        parent_id = _department_id(conn, parent, "unknown parent department") if parent else None
         if conn.execute(text("SELECT 1 FROM department WHERE code = :c"), {"c": code}).first():
             raise IdentityError(f"a department {code!r} already exists")
         return conn.execute(
@@ -295,13 +298,9 @@ def add_user(
             raise IdentityError(
                 f"a {role} works at {' or '.join(wanted)} level; {region} is a {level}"
             )
-        department_id = None
-        if department:
-            department_id = conn.execute(
-                text("SELECT id FROM department WHERE code = :c"), {"c": department}
-            ).scalar_one_or_none()
-            if department_id is None:
-                raise IdentityError(f"unknown department {department!r}")
+        department_id = (
+            _department_id(conn, department, "unknown department") if department else None
+        )
         if conn.execute(text("SELECT 1 FROM staff WHERE name = :n"), {"n": name}).first():
             raise IdentityError(f"a user named {name!r} already exists")
         staff_id = conn.execute(
