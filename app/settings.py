@@ -61,6 +61,28 @@ class Settings(BaseSettings):
         "unset: boundaries on a dark background.",
     )
     tile_attribution: str = ""
+    demo_users: bool = Field(
+        True,
+        description="`gridmap setup` creates one demo user per role with a random password "
+        "(kept in var/demo-users.txt). Set false for a real district.",
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a web login's session cookie lasts."
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Mark the session cookie Secure (set when served over HTTPS; a request "
+        "that arrives over HTTPS gets it anyway).",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins per user name allowed within login_window_s."
+    )
+    login_max_failures_client: int = Field(
+        20, ge=1, description="Failed logins per client address allowed within login_window_s."
+    )
+    login_window_s: float = Field(
+        900.0, gt=0, description="The rate limit's window for failed logins (seconds)."
+    )
 
     @field_validator("metric_crs")
     @classmethod

@@ -155,6 +155,8 @@ class Staff(Base):
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # scrypt, for the web login only (API clients use bearer tokens); NULL: no web login.
+    password_hash: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("staff_region_code", "region_code"),)
 
@@ -187,6 +189,8 @@ class AccessToken(Base):
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(Text, server_default="")
+    # "api" (made by `gridmap tokens create`) or "session" (a web login's cookie)
+    kind: Mapped[str] = mapped_column(String(16), server_default="api")
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -194,3 +198,20 @@ class AccessToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("access_token_staff", "staff_id"),)
+
+
+class LoginAttempt(Base):
+    """One web login attempt; failures in a recent window are what the rate limit counts."""
+
+    __tablename__ = "login_attempt"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100))
+    client: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        Index("login_attempt_username_at", "username", "at"),
+        Index("login_attempt_client_at", "client", "at"),
+    )

@@ -71,6 +71,12 @@ PERMISSIONS: frozenset[tuple[str, str]] = frozenset(
     + [(role, "patrols:ingest") for role in ("gridworker", "admin")]
     + [(role, "patrols:read") for role in (*_COMMAND, "screen", "planner", "gridworker")]
     + [(role, "analytics:read") for role in ("planner", *_COMMAND, "screen")]
+    + [(role, "me:read") for role in _ALL_READERS]
+    + [(role, "docs:read") for role in _ALL_READERS]
+    + [(role, "departments:read") for role in _ALL_READERS]
+    + [(role, "staff:read") for role in _COMMAND]
+    + [(role, "staff:assign") for role in ("district_commander", "street_commander",
+                                           "community_officer", "admin")]
     + [("admin", "users:manage"), ("admin", "boundaries:manage")]
 )  # fmt: skip
 
@@ -256,9 +262,14 @@ class Principal:
     role: str
     region_code: str
     department_code: str | None
+    display_name: str = ""
 
     def can(self, action: str) -> bool:
         return allowed(self.role, action)
+
+    @property
+    def actions(self) -> list[str]:
+        return sorted(action for role, action in PERMISSIONS if role == self.role)
 
 
 def _region_level(conn: Connection, code: str) -> str | None:
@@ -386,23 +397,24 @@ def revoke_tokens(engine: Engine, user: str, *, token: str | None = None) -> int
         ).rowcount
 
 
-def authenticate(conn: Connection, token: str) -> Principal | None:
-    """The principal a live token belongs to, or None (unknown, expired, revoked, inactive)."""
+def authenticate(conn: Connection, token: str, *, kind: str | None = None) -> Principal | None:
+    """The principal a live token belongs to, or None (unknown, expired, revoked, inactive).
+    ``kind`` narrows to "api" tokens or "session" cookies."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     row = conn.execute(
         text(
-            "SELECT s.id, s.name, s.role, s.region_code, d.code AS department "
+            "SELECT s.id, s.name, s.display_name, s.role, s.region_code, d.code AS department "
             "FROM access_token t JOIN staff s ON s.id = t.staff_id "
             "LEFT JOIN department d ON d.id = s.department_id "
             "WHERE t.token_hash = :h AND t.revoked_at IS NULL AND t.expires_at > now() "
-            "AND s.active"
+            "AND s.active AND (CAST(:k AS text) IS NULL OR t.kind = :k)"
         ),
-        {"h": token_hash(token)},
+        {"h": token_hash(token), "k": kind},
     ).first()
     if row is None:
         return None
-    return Principal(row.id, row.name, row.role, row.region_code, row.department)
+    return Principal(row.id, row.name, row.role, row.region_code, row.department, row.display_name)
 
 
 def token_expiry(conn: Connection, token: str) -> dt.datetime | None:
@@ -410,6 +422,141 @@ def token_expiry(conn: Connection, token: str) -> dt.datetime | None:
         text("SELECT expires_at FROM access_token WHERE token_hash = :h"),
         {"h": token_hash(token)},
     ).scalar_one_or_none()
+
+
+# -- passwords and web sessions ---------------------------------------------------------------
+
+MIN_PASSWORD = 8
+# scrypt at n=2**14, r=8 (RFC 7914's interactive-login parameters): ~50 ms and 16 MiB a try.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    """Constant work whether or not the user has a password, so timing does not tell."""
+    try:
+        _, n, r, p, salt, digest = (stored or "").split("$")
+        params = {"n": int(n), "r": int(r), "p": int(p), "dklen": len(digest) // 2}
+        salt_b, want = bytes.fromhex(salt), bytes.fromhex(digest)
+    except ValueError:
+        params, salt_b, want = _SCRYPT, b"\0" * 16, b""
+    got = hashlib.scrypt(password.encode(), salt=salt_b, **params)
+    return bool(want) and secrets.compare_digest(got, want)
+
+
+def set_password(engine: Engine, user: str, password: str) -> None:
+    """Give ``user`` a web-login password (stored as scrypt); ends their open web sessions."""
+    if len(password) < MIN_PASSWORD:
+        raise IdentityError(f"a password needs at least {MIN_PASSWORD} characters")
+    with engine.begin() as conn:
+        staff = _staff(conn, user)
+        conn.execute(
+            text("UPDATE staff SET password_hash = :h WHERE id = :s"),
+            {"h": hash_password(password), "s": staff.id},
+        )
+        conn.execute(
+            text(
+                "UPDATE access_token SET revoked_at = now() "
+                "WHERE staff_id = :s AND kind = 'session' AND revoked_at IS NULL"
+            ),
+            {"s": staff.id},
+        )
+
+
+class RateLimited(Exception):
+    """Too many failed logins; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    per_user: int = 5
+    per_client: int = 20
+    window_s: float = 900.0
+
+
+def login(
+    engine: Engine,
+    username: str,
+    password: str,
+    *,
+    client: str,
+    hours: float = 12.0,
+    limits: LoginLimits = LoginLimits(),
+) -> tuple[str, Principal] | None:
+    """Check a web login and open a session (a token of kind "session", valid ``hours``).
+
+    None for a wrong name or password. Failed attempts are counted in the database, so the
+    limit holds across workers: past ``limits`` within the window, even a right password is
+    refused with RateLimited until the oldest failure leaves the window."""
+    username = username.strip()[:100]
+    client = client[:64]
+    with engine.begin() as conn:
+        # One attempt at a time per user name, so parallel guesses cannot all slip under the limit.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:u))"), {"u": username})
+        for column, value, limit in (
+            ("username", username, limits.per_user),
+            ("client", client, limits.per_client),
+        ):
+            # The latest ``limit`` failures in the window; when there are that many, the caller
+            # waits until the oldest of them leaves it.
+            wait = conn.execute(
+                text(
+                    "SELECT ceil(extract(epoch FROM min(at) + make_interval(secs => :w) - now())) "
+                    "FROM (SELECT at FROM login_attempt WHERE NOT ok "
+                    f"AND at > now() - make_interval(secs => :w) AND {column} = :v "
+                    "ORDER BY at DESC LIMIT :n) recent HAVING count(*) >= :n"
+                ),
+                {"w": limits.window_s, "v": value, "n": limit},
+            ).scalar_one_or_none()
+            if wait is not None:
+                raise RateLimited(max(1, int(wait)))
+        row = conn.execute(
+            text("SELECT id, password_hash, active FROM staff WHERE name = :n"), {"n": username}
+        ).first()
+        ok = verify_password(password, row.password_hash if row else None) and bool(
+            row and row.active
+        )
+        conn.execute(
+            text("INSERT INTO login_attempt (username, client, ok) VALUES (:u, :c, :ok)"),
+            {"u": username, "c": client, "ok": ok},
+        )
+        if not ok:
+            return None
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        conn.execute(
+            text(
+                "INSERT INTO access_token (staff_id, token_hash, label, kind, expires_at) "
+                "VALUES (:s, :h, :l, 'session', now() + make_interval(secs => :secs))"
+            ),
+            {"s": row.id, "h": token_hash(token), "l": f"web login from {client}",
+             "secs": hours * 3600},
+        )  # fmt: skip
+        principal = authenticate(conn, token)
+    assert principal is not None
+    return token, principal
+
+
+def logout(engine: Engine, token: str) -> bool:
+    """End a web session (revoke its token); False when there was no live session."""
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "UPDATE access_token SET revoked_at = now() WHERE token_hash = :h "
+                    "AND kind = 'session' AND revoked_at IS NULL"
+                ),
+                {"h": token_hash(token)},
+            ).rowcount
+        )
 
 
 # -- grid assignments ---------------------------------------------------------------------------
@@ -441,6 +588,21 @@ def assign(engine: Engine, grid_code: str, user: str, *, kind: str = "primary") 
             ),
             {"g": grid_code, "s": staff.id, "k": kind},
         )
+        _notify_staff(conn)
+
+
+def unassign(engine: Engine, grid_code: str, user: str, *, kind: str) -> None:
+    """Take ``user`` off a grid (as ``kind``)."""
+    with engine.begin() as conn:
+        staff = _staff(conn, user)
+        gone = conn.execute(
+            text(
+                "DELETE FROM grid_assignment WHERE grid_code = :g AND staff_id = :s AND kind = :k"
+            ),
+            {"g": grid_code, "s": staff.id, "k": kind},
+        ).rowcount
+        if not gone:
+            raise IdentityError(f"{user} is not on grid {grid_code} as {kind}")
         _notify_staff(conn)
 
 
@@ -516,3 +678,67 @@ def demo_gridworkers(engine: Engine) -> int:
             )
         _notify_staff(conn)
     return len(codes)
+
+
+DEMO_ROLE_LEVEL: dict[str, str] = {
+    "district_commander": "district",
+    "supervisor": "district",
+    "street_commander": "street",
+    "community_officer": "community",
+    "gridworker": "grid",
+    "department_officer": "street",
+    "planner": "district",
+    "screen": "district",
+    "admin": "district",
+}
+
+
+def demo_users(engine: Engine) -> list[dict[str, Any]]:
+    """One demo user per role, ``demo-<role>``, homed on the first street, community and grid of
+    the active version (the department officer at the police station serving that street).
+
+    Only users that do not exist yet are made; each gets a fresh random password, returned here
+    and nowhere else stored in clear (the demo mode pre-creates users, it never bypasses login)."""
+    made: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        version = active_version(conn)
+        if version is None:
+            return made
+        home: dict[str, str] = {}
+        parent: str | None = None
+        for level in ("district", "street", "community", "grid"):
+            code = conn.execute(
+                text(
+                    "SELECT code FROM region WHERE version_id = :v AND level = :l "
+                    "AND (CAST(:p AS text) IS NULL OR parent_code = :p) ORDER BY code LIMIT 1"
+                ),
+                {"v": version.id, "l": level, "p": parent},
+            ).scalar_one_or_none()
+            if code is None:
+                return made
+            home[level] = parent = code
+        station = conn.execute(
+            text(
+                "SELECT d.code FROM department d JOIN region r ON r.version_id = :v "
+                "AND r.code = :street WHERE ST_Covers(d.service_area, ST_PointOnSurface(r.geom)) "
+                "ORDER BY d.kind <> 'police', ST_Area(d.service_area), d.code LIMIT 1"
+            ),
+            {"v": version.id, "street": home["street"]},
+        ).scalar_one_or_none()
+        existing = set(conn.execute(text("SELECT name FROM staff")).scalars())
+    for role, level in DEMO_ROLE_LEVEL.items():
+        name = f"demo-{role.replace('_', '-')}"
+        if name in existing or (role == "department_officer" and station is None):
+            continue
+        department = station if role == "department_officer" else None
+        add_user(
+            engine, name, role=role, region=home[level], department=department,
+            display_name=f"演示 {ROLES[role].split()[0]} demo",
+        )  # fmt: skip
+        password = secrets.token_urlsafe(9)
+        set_password(engine, name, password)
+        made.append(
+            {"name": name, "role": role, "region": home[level], "department": department,
+             "password": password}
+        )  # fmt: skip
+    return made

@@ -11,7 +11,7 @@ from app.db.models import Base
 
 OURS = {
     "boundary_version", "boundary_activation", "region", "region_subdivided",
-    "department", "staff", "grid_assignment", "access_token",
+    "department", "staff", "grid_assignment", "access_token", "login_attempt",
 }  # fmt: skip
 
 
