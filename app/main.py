@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from app.api import health, locate, pages, problems, regions
+from app.api import auth, health, locate, login, pages, problems, regions, staff
 from app.db.engine import database_url, make_engine
 from app.services.locate import LocateService
 from app.settings import Settings, get_settings
@@ -48,20 +48,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served below from vendored Swagger UI, not its CDN
         redoc_url=None,
+        openapi_url=None,  # served below, behind authentication like every other route
+        dependencies=[Depends(auth.authorize)],
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.locate = locator
     problems.install(app)
+    auth.install(app)
     app.include_router(health.router)
+    app.include_router(login.router)
     app.include_router(regions.router)
     app.include_router(locate.router)
+    app.include_router(staff.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> FileResponse:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -73,4 +82,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png",
         )
 
+    auth.check_routes(app)
     return app

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 from collections.abc import Iterator
 from typing import Annotated
@@ -61,3 +63,21 @@ def get_scope(
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+def encode_cursor(code: str | None) -> str | None:
+    """An opaque keyset cursor: the last key of a page."""
+    return base64.urlsafe_b64encode(code.encode()).decode().rstrip("=") if code else None
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        code = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        raise invalid("cursor", "not a cursor returned by this endpoint") from None
+    if not code or len(code) > 100 or not code.isascii() or not code.isprintable():
+        raise invalid("cursor", "not a cursor returned by this endpoint")
+    return code

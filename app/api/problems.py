@@ -17,12 +17,15 @@ TYPE_PREFIX = "urn:gridmap:problem:"
 
 _TITLES = {
     400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
@@ -73,9 +76,11 @@ class Problem(Exception):
         *,
         field: str | None = None,
         title: str | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
+        self.headers = headers or {}
         self.status = status
         self.kind = kind
         self.detail = detail
@@ -103,7 +108,9 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
         "instance": request.url.path,
         **problem.extra,
     }
-    return JSONResponse(body, status_code=problem.status, media_type=MEDIA_TYPE)
+    return JSONResponse(
+        body, status_code=problem.status, media_type=MEDIA_TYPE, headers=problem.headers
+    )
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import math
 from typing import Annotated, Any, Literal
@@ -12,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import Conn, ScopeDep, get_settings
+from app.api.deps import Conn, ScopeDep, decode_cursor, encode_cursor, get_settings
 from app.api.problems import invalid, not_found, problem_responses
 from app.services import boundaries as boundary_service
 from app.services import identity
@@ -97,23 +95,6 @@ def _ref(scope: Scope) -> VersionRef:
     return VersionRef(id=v.id, label=v.label, activated_at=v.activated_at)
 
 
-def _encode_cursor(code: str | None) -> str | None:
-    return base64.urlsafe_b64encode(code.encode()).decode().rstrip("=") if code else None
-
-
-def _decode_cursor(cursor: str | None) -> str | None:
-    if cursor is None:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        code = base64.urlsafe_b64decode(padded.encode("ascii")).decode()
-    except (binascii.Error, UnicodeError, ValueError):
-        raise invalid("cursor", "not a cursor returned by this endpoint") from None
-    if not code or len(code) > 32 or not code.isascii() or not code.isprintable():
-        raise invalid("cursor", "not a cursor returned by this endpoint")
-    return code
-
-
 def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     if value is None:
         return None
@@ -137,7 +118,7 @@ def _page(conn: Conn, scope: Scope, limit: int, after: str | None, **filters: An
     items, last = service.list_regions(conn, scope, limit=limit, after=after, **filters)
     return RegionPage(
         items=[RegionSummary(**i) for i in items],
-        next_cursor=_encode_cursor(last),
+        next_cursor=encode_cursor(last),
         boundary_version=_ref(scope),
     )
 
@@ -172,7 +153,7 @@ def list_regions(
 ) -> RegionPage:
     """Regions of the active (or ``as_of``) boundary version, by code, one page at a time."""
     box = _parse_bbox(bbox)
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor)
     if parent is not None:
         _require(conn, scope, parent)
     return _page(conn, scope, limit, after, level=level, parent=parent, bbox=box)
@@ -198,7 +179,7 @@ def children(
     cursor: Annotated[str | None, Query(max_length=64, pattern=CURSOR_PATTERN)] = None,
 ) -> RegionPage:
     """The regions one level down (a grid has none)."""
-    after = _decode_cursor(cursor)
+    after = decode_cursor(cursor)
     _require(conn, scope, code)
     return _page(conn, scope, limit, after, parent=code)
 
