@@ -20,6 +20,17 @@ TEXT: dict[str, dict[str, str]] = {
     "boundary_version": {"zh": "边界版本", "en": "Boundary version"},
     "api_docs": {"zh": "接口文档", "en": "API docs"},
     "home_title": {"zh": "网格化管理地图服务", "en": "Grid management map service"},
+    "login": {"zh": "登录", "en": "Log in"},
+    "logout": {"zh": "退出", "en": "Log out"},
+    "username": {"zh": "用户名", "en": "User name"},
+    "password": {"zh": "密码", "en": "Password"},
+    "login_failed": {"zh": "用户名或密码错误", "en": "Wrong user name or password"},
+    "login_limited": {
+        "zh": "登录失败次数过多，请 {seconds} 秒后再试",
+        "en": "Too many failed logins; try again in {seconds} s",
+    },
+    "login_missing": {"zh": "请输入用户名和密码", "en": "Enter a user name and a password"},
+    "logged_in_as": {"zh": "当前用户", "en": "Logged in as"},
 }
 
 
