@@ -500,6 +500,26 @@ def users_add(
     )
 
 
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="Login name")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Set a user's web-login password (at least 8 characters); ends their web sessions.
+    API clients use tokens instead (gridmap tokens create)."""
+    from app.services import identity
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _identity_engine() as engine:
+        identity.set_password(engine, name, password)
+    out.print(f"password of {escape(name)} set; log in at /login", highlight=False)
+
+
 @users_app.command("list")
 def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every user with role, home region and department."""
@@ -568,6 +588,72 @@ def demo_gridworkers() -> None:
     made = identity.demo_gridworkers(engine)
     engine.dispose()
     out.print(f"{made} gridworker(s) created and assigned")
+
+
+@demo_app.command("users")
+def demo_users_cmd() -> None:
+    """One demo user per role (demo-street-commander, …), each with a random password, for
+    users that do not exist yet; prints them and keeps them in var/demo-users.txt."""
+    from app.services import identity
+
+    settings = get_settings()
+    engine = _engine(settings)
+    made = identity.demo_users(engine)
+    engine.dispose()
+    _remember_demo_users(settings.var_dir, made)
+    out.print(f"{len(made)} demo user(s) created")
+    _print_demo_logins(settings.var_dir, None)
+
+
+DEMO_USERS_FILE = "demo-users.txt"
+
+
+def _remember_demo_users(var_dir: Path, made: list[dict[str, Any]]) -> None:
+    """Keep the demo passwords (only shown at creation) in var/, readable by the owner only."""
+    if not made:
+        return
+    path = var_dir / DEMO_USERS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    known = _read_demo_users(var_dir)
+    known.update({u["name"]: u for u in made})
+    lines = [f"{u['name']}\t{u['role']}\t{u['region']}\t{u['password']}" for u in known.values()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def _read_demo_users(var_dir: Path) -> dict[str, dict[str, str]]:
+    path = var_dir / DEMO_USERS_FILE
+    if not path.exists():
+        return {}
+    users = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4:
+            users[parts[0]] = dict(zip(("name", "role", "region", "password"), parts, strict=True))
+    return users
+
+
+def _print_demo_logins(var_dir: Path, base: str | None) -> None:
+    users = _read_demo_users(var_dir)
+    if not users:
+        return
+    where = f"{base}/login" if base else "/login"
+    kept = escape(str(var_dir / DEMO_USERS_FILE))
+    out.print(
+        f"[bold]Log in[/] at {where} as any demo user (one per role; passwords kept in {kept}):",
+        highlight=False,
+        soft_wrap=True,
+    )
+    width = max(len(u["name"]) for u in users.values())
+    for u in users.values():
+        out.print(f"  {u['name']:<{width}}  {u['password']}  {u['role']} @ {u['region']}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+    out.print(
+        "API clients send a bearer token: TOKEN=$(.venv/bin/gridmap tokens create demo-admin); "
+        'curl -H "Authorization: Bearer $TOKEN" …',
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # ---- locate ---------------------------------------------------------------------------------
@@ -752,7 +838,8 @@ def _locate_file(  # type: ignore[no-untyped-def]
 @app.command("setup")
 def setup() -> None:
     """Start the database, apply migrations, load the demo district if the database is empty,
-    and give every demo grid a gridworker if there are no staff yet."""
+    give every demo grid a gridworker if there are no staff yet, and (GRIDMAP_DEMO_USERS)
+    create one demo user per role that can log in."""
     settings = get_settings()
     engine = _engine(settings)
     with engine.connect() as conn:
@@ -789,6 +876,13 @@ def setup() -> None:
             out.print(f"loaded {loaded} demo departments ({DEMO_DEPARTMENTS.name})")
         except identity.IdentityError as exc:  # not the demo district's boundaries
             out.print(f"demo departments not loaded: {escape(str(exc))[:200]}", highlight=False)
+    if active and settings.demo_users:
+        from app.services import identity
+
+        made = identity.demo_users(engine)
+        _remember_demo_users(settings.var_dir, made)
+        if made:
+            out.print(f"created {len(made)} demo users, one per role (GRIDMAP_DEMO_USERS)")
     engine.dispose()
 
 
@@ -835,12 +929,15 @@ def serve(
             (f"{base}/api/v1/locate?lon={spot.x:.6f}&lat={spot.y:.6f}", "which grid covers a point")
         )
     pages += [
+        (f"{base}/login", "log in (every page and endpoint but /health needs a user)"),
         (f"{base}/health", "health"),
     ]
     width = max(len(url) for url, _ in pages)
     out.print("\n[bold]gridmap is serving[/] — open:", highlight=False)
     for url, what in pages:
         out.print(f"  {url:<{width}}  {what}", highlight=False, soft_wrap=True)
+    out.print()
+    _print_demo_logins(settings.var_dir, base)
     out.print()
     sys.stdout.flush()
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, log_level="info",
