@@ -15,17 +15,30 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, upgrade
 from app.services import boundaries as boundary_service
+from app.services import identity
 from app.settings import Settings, get_settings
 from gis.io import read_boundaries
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 FIXTURES = Path(__file__).parent / "fixtures"
+DEMO_DEPARTMENTS = ROOT / "data" / "catalogs" / "departments.yaml"
+
+# Made once per run in the templates, so every database cloned from them shares them: an admin
+# (in both templates), and in the demo template one demo user per role with a password and a
+# token (only hashes are stored, so a clone accepts the same tokens).
+ADMIN = "test-admin"
+CREDENTIALS: dict[str, dict[str, str]] = {}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def private_tmpdir(prefix: str) -> Path:
@@ -53,6 +66,15 @@ def empty_template(pg: EmbeddedPostgres) -> str:
     pg.create_database(name)
     engine = make_engine(pg.url(name))
     upgrade(engine)
+    with engine.begin() as conn:  # no boundaries here to check a home region against
+        conn.execute(
+            text(
+                "INSERT INTO staff (name, display_name, role, region_code) "
+                "VALUES (:n, 'test admin', 'admin', '120106')"
+            ),
+            {"n": ADMIN},
+        )
+    CREDENTIALS[ADMIN] = {"role": "admin", "token": identity.create_token(engine, ADMIN)}
     engine.dispose()
     return name
 
@@ -69,8 +91,26 @@ def demo_template(pg: EmbeddedPostgres, empty_template: str) -> str:
         engine, data, settings.validation, label="demo", source_paths=[DEMO_FILE]
     )
     boundary_service.activate(engine, version.id)
+    identity.load_departments(engine, DEMO_DEPARTMENTS)
+    for user in identity.demo_users(engine):
+        CREDENTIALS[user["role"]] = {
+            **user,
+            "token": identity.create_token(engine, user["name"]),
+        }
     engine.dispose()
     return name
+
+
+@pytest.fixture(scope="session")
+def admin_token(empty_template: str) -> str:
+    """A bearer token of an admin, valid in every test database."""
+    return CREDENTIALS[ADMIN]["token"]
+
+
+@pytest.fixture(scope="session")
+def demo_users(demo_template: str) -> dict[str, dict[str, str]]:
+    """role → {name, role, region, department, password, token} of the demo database's users."""
+    return {role: CREDENTIALS[role] for role in identity.ROLES}
 
 
 def _clone(pg: EmbeddedPostgres, template: str) -> Iterator[str]:
@@ -103,14 +143,16 @@ def make_settings(url: str, tmp: Path) -> Settings:
 
 
 @pytest.fixture
-def client_for(tmp_path: Path) -> Iterator[Callable[[str], TestClient]]:
-    """Build a TestClient on the app for a database URL."""
+def client_for(tmp_path: Path, admin_token: str) -> Iterator[Callable[..., TestClient]]:
+    """Build a TestClient on the app for a database URL, sending an admin's bearer token
+    (``token=None``: anonymous)."""
     from app.main import create_app
 
     clients: list[TestClient] = []
 
-    def build(url: str) -> TestClient:
-        client = TestClient(create_app(make_settings(url, tmp_path)))
+    def build(url: str, token: str | None = admin_token) -> TestClient:
+        headers = bearer(token) if token else {}
+        client = TestClient(create_app(make_settings(url, tmp_path)), headers=headers)
         client.__enter__()
         clients.append(client)
         return client
@@ -121,12 +163,23 @@ def client_for(tmp_path: Path) -> Iterator[Callable[[str], TestClient]]:
 
 
 @pytest.fixture(scope="session")
-def shared_client(shared_demo_db: str) -> Iterator[TestClient]:
-    """The app on the shared demo database (read-only tests)."""
+def shared_app(shared_demo_db: str):  # type: ignore[no-untyped-def]
     from app.main import create_app
 
-    with TestClient(create_app(Settings(database_url=shared_demo_db))) as client:
+    return create_app(Settings(database_url=shared_demo_db))
+
+
+@pytest.fixture(scope="session")
+def shared_client(shared_app, admin_token: str) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """The app on the shared demo database (read-only tests), as an admin."""
+    with TestClient(shared_app, headers=bearer(admin_token)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def anonymous(shared_app, shared_client: TestClient) -> TestClient:  # type: ignore[no-untyped-def]
+    """The same app with no credentials (its lifespan is run by ``shared_client``)."""
+    return TestClient(shared_app)
 
 
 class Cli:

@@ -40,16 +40,16 @@ def test_permission_table_names_every_role_and_only_commanders_blow_whistles() -
 
 def test_users_and_departments_from_the_cli(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
     cli = cli_for(demo_db)
-    added = cli("departments", "add", "hq-police", "红桥公安分局", "--kind", "police")
+    added = cli("departments", "add", "t-police", "红桥公安分局", "--kind", "police")
     assert added.exit_code == 0, added.output
-    station = cli("departments", "add", "hq-police-xigu", "西沽派出所", "--kind", "police",
-                  "--parent", "hq-police")  # fmt: skip
+    station = cli("departments", "add", "t-police-xigu", "西沽派出所", "--kind", "police",
+                  "--parent", "t-police")  # fmt: skip
     assert station.exit_code == 0, station.output
     ok = [
         ("zhang", "--role", "street_commander", "--region", "120106002"),
         ("li", "--role", "gridworker", "--region", "120106002001001"),
         ("wang", "--role", "department_officer", "--region", "120106",
-         "--department", "hq-police-xigu"),
+         "--department", "t-police-xigu"),
         ("wall", "--role", "screen", "--region", "120106"),
     ]  # fmt: skip
     for args in ok:
@@ -57,7 +57,7 @@ def test_users_and_departments_from_the_cli(cli_for, demo_db) -> None:  # type: 
         assert result.exit_code == 0, result.output
     listed = cli("users", "list", "--json")
     users = {u["name"]: u for u in json.loads(listed.stdout)}
-    assert users["wang"]["department"] == "hq-police-xigu"
+    assert users["wang"]["department"] == "t-police-xigu"
     assert users["zhang"]["region_code"] == "120106002"
 
 
@@ -103,7 +103,10 @@ def test_tokens_are_shown_once_stored_hashed_expire_and_revoke(cli_for, demo_db)
     assert made.stdout == token + "\n" and token.startswith("gm_") and len(token) > 40
     engine = make_engine(demo_db)
     with engine.connect() as conn:
-        stored = conn.execute(text("SELECT token_hash FROM access_token")).scalars().all()
+        stored = conn.execute(text(
+            "SELECT token_hash FROM access_token t JOIN staff s ON s.id = t.staff_id "
+            "WHERE s.name = 'li'"
+        )).scalars().all()  # fmt: skip
         assert stored == [hashlib.sha256(token.encode()).hexdigest()]
         assert token not in str(stored)
         who = identity.authenticate(conn, token)

@@ -397,7 +397,9 @@ def test_no_answer_ever_comes_from_a_half_built_index(demo_db, client_for) -> No
     assert all(expected[v] == grid for v, grid in seen)
 
 
-def test_every_worker_process_switches_after_activation(demo_db, cli_for, tmp_path) -> None:
+def test_every_worker_process_switches_after_activation(
+    demo_db, cli_for, tmp_path, admin_token
+) -> None:
     """`gridmap serve --workers 2`, then a version activated from another process: both
     worker processes report and answer from the new version, well within their poll time."""
     import os
@@ -446,7 +448,8 @@ def test_every_worker_process_switches_after_activation(demo_db, cli_for, tmp_pa
         with httpx.Client(base_url=base, timeout=5) as http:
             for _ in range(10):
                 r = http.get("/api/v1/locate", params={"lon": x, "lat": y},
-                             headers={"connection": "close"}).json()  # fmt: skip
+                             headers={"connection": "close",
+                                      "authorization": f"Bearer {admin_token}"}).json()  # fmt: skip
                 assert r["boundary_version"]["id"] == tiny.id and r["grid"]["code"] == code
     finally:
         proc.terminate()

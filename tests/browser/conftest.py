@@ -36,10 +36,42 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def log_in(page, base: str, user: dict[str, str], next_path: str = "/") -> None:  # type: ignore[no-untyped-def]
+    """Log in through the login form, as a person would."""
+    page.goto(f"{base}/login?next={next_path}")
+    page.fill("#username", user["name"])
+    page.fill("#password", user["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}{next_path}")
+
+
+@pytest.fixture(scope="session")
+def session_state(browser, live_server: str, demo_users) -> dict:  # type: ignore[no-untyped-def]
+    """A district commander's logged-in browser state (the session cookie)."""
+    context = browser.new_context()
+    log_in(context.new_page(), live_server, demo_users["district_commander"])
+    state = context.storage_state()
+    context.close()
+    return state
+
+
 @pytest.fixture
-def page(browser, live_server: str):  # type: ignore[no-untyped-def]
-    """A page that records every request it makes."""
+def anonymous_page(browser, live_server: str):  # type: ignore[no-untyped-def]
+    """A page with no session."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.requests_seen = []  # type: ignore[attr-defined]
+    page.on("request", lambda request: page.requests_seen.append(request.url))
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def page(browser, live_server: str, session_state):  # type: ignore[no-untyped-def]
+    """A logged-in page that records every request it makes."""
+    context = browser.new_context(
+        viewport={"width": 1600, "height": 1000}, storage_state=session_state
+    )
     page = context.new_page()
     page.requests_seen = []  # type: ignore[attr-defined]
     page.on("request", lambda request: page.requests_seen.append(request.url))

@@ -62,3 +62,29 @@ def test_api_docs_render_offline(page, live_server: str) -> None:  # type: ignor
     page.locator(".opblock").first.wait_for()
     assert page.locator(".opblock").count() >= 7
     assert _foreign(page.requests_seen, live_server) == []
+
+
+def test_a_browser_without_a_session_logs_in_and_lands_where_it_asked(  # type: ignore[no-untyped-def]
+    anonymous_page, live_server: str, demo_users
+) -> None:
+    page = anonymous_page
+    page.goto(f"{live_server}/regions/120106001/map?lang=en")
+    assert urlsplit(page.url).path == "/login"
+    assert page.locator("#password").get_attribute("type") == "password"
+    user = demo_users["street_commander"]
+    page.fill("#username", user["name"])
+    page.fill("#password", "wrong password")
+    page.click("button[type=submit]")
+    assert page.locator(".error").inner_text() in (
+        "用户名或密码错误",
+        "Wrong user name or password",
+    )
+    page.fill("#username", user["name"])
+    page.fill("#password", user["password"])
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server}/regions/120106001/map?lang=en")
+    page.wait_for_function("document.querySelectorAll('path.leaflet-interactive').length >= 2")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "gridmap_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # scripts cannot read the session
+    assert _foreign(page.requests_seen, live_server) == []
