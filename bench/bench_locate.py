@@ -344,9 +344,10 @@ def uvicorn_server(
 
 
 @contextlib.contextmanager
-def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, str]]]:
+def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, str], str]]:
     """A private embedded cluster in var/bench/http-pg holding the demo boundaries, imported
-    and activated; yields its URL and server versions. Destroyed on the way out."""
+    and activated; yields its URL, server versions and a gridworker's bearer token (every
+    request pays authentication, as a phone's does). Destroyed on the way out."""
     from sqlalchemy import text
 
     from app.db.embedded import EmbeddedPostgres
@@ -376,6 +377,7 @@ def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, s
             )
             boundary_service.activate(engine, version.id)
             identity.demo_gridworkers(engine)  # answers carry a duty gridworker, as in `make run`
+            token = identity.create_token(engine, "gw-" + data.frame["code"].max())
             with engine.connect() as conn:
                 versions = {
                     "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
@@ -383,7 +385,7 @@ def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, s
                 }
         finally:
             engine.dispose()
-        yield url, versions
+        yield url, versions, token
     finally:
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
@@ -427,7 +429,7 @@ def compare_http(requests: int, warmup: int, seed: int, log: Callable[[str], Non
 
     work = CACHE_DIR / "http"
     work.mkdir(parents=True, exist_ok=True)
-    with demo_database(log) as (url, versions):
+    with demo_database(log) as (url, versions, token):
         env = {
             **os.environ,
             "GRIDMAP_DATABASE_URL": url,
@@ -443,7 +445,7 @@ def compare_http(requests: int, warmup: int, seed: int, log: Callable[[str], Non
                 "bench_locate:create_bare_app", HERE, env, f"{BARE_PATH}?lon=0&lat=0",
                 work / "bare.log",
             ) as bare,
-            httpx.Client(timeout=30) as client,
+            httpx.Client(timeout=30, headers={"Authorization": f"Bearer {token}"}) as client,
         ):  # fmt: skip
             paths = client.get(app + "/openapi.json").json().get("paths", {})
             query = f"lon={float(lon[0])!r}&lat={float(lat[0])!r}&crs={HTTP_CRS}"

@@ -189,13 +189,15 @@ class Cli:
         self.env = env
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    def __call__(self, *args: str, env: dict[str, str] | None = None, input: str | None = None):  # type: ignore[no-untyped-def]
         from app.cli import app
 
         # CliRunner sets and restores the environment; settings are cached per process.
         get_settings.cache_clear()
         try:
-            return self.runner.invoke(app, [str(a) for a in args], env={**self.env, **(env or {})})
+            return self.runner.invoke(
+                app, [str(a) for a in args], env={**self.env, **(env or {})}, input=input
+            )
         finally:
             get_settings.cache_clear()
 

@@ -163,7 +163,8 @@ def authorize(request: Request) -> None:
         raise Problem(403, "forbidden", f"no permission rule for {key[0]} {key[1]}")
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
-    engine = request.app.state.engine
+    # Autocommit: one read, no transaction to roll back when the connection goes back.
+    engine = request.app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
@@ -289,3 +290,19 @@ def install(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def permission_table_markdown() -> str:
+    """The permission table as the README shows it (a test keeps the two equal): each action,
+    the endpoints that need it and the roles that have it."""
+    from app.services.identity import PERMISSIONS, ROLES
+
+    actions = sorted({a for _, a in PERMISSIONS}, key=lambda a: (a.split(":")[0], a))
+    head = "| action | endpoints | " + " | ".join(f"`{r}`" for r in ROLES) + " |"
+    rule = "|---|---|" + "---|" * len(ROLES)
+    rows = []
+    for action in actions:
+        routes = sorted(f"`{m} {p}`" for (m, p), a in ROUTE_ACTIONS.items() if a == action)
+        marks = " | ".join("✓" if (r, action) in PERMISSIONS else "" for r in ROLES)
+        rows.append(f"| `{action}` | {'<br>'.join(routes) or '—'} | {marks} |")
+    return "\n".join([head, rule, *rows])

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
+from app.api.auth import CurrentUser
 from app.api.deps import Conn, ScopeDep, get_settings
 from app.api.problems import not_found, problem_responses
 from app.services import regions as service
@@ -24,7 +25,7 @@ Lang = Annotated[Literal["zh", "en"], Query(description="Label language")]
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def home(conn: Conn, request: Request, lang: Lang = "zh") -> HTMLResponse:
+def home(conn: Conn, request: Request, principal: CurrentUser, lang: Lang = "zh") -> HTMLResponse:
     t = labels(lang)
     districts = conn.execute(
         text(
@@ -41,6 +42,9 @@ def home(conn: Conn, request: Request, lang: Lang = "zh") -> HTMLResponse:
 <title>gridmap</title><meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{background:#0b1320;color:#e0e6ea;font:18px/1.6 system-ui,sans-serif;margin:2em}}
 a{{color:#4fc3f7}}</style></head><body><h1>gridmap · {t["home_title"]}</h1>
+<form method="post" action="/logout" style="float:right">{t["logged_in_as"]}:
+{html.escape(principal.display_name or principal.name)} ({html.escape(principal.role)})
+<button type="submit">{t["logout"]}</button></form>
 <h2>{t["region_map"]}</h2><ul>{items or "<li>—</li>"}</ul>
 <p><a href="/docs">{t["api_docs"]}</a> · <a href="/api/v1/regions?level=street">/api/v1/regions</a>
 · <a href="/api/v1/boundary-versions">/api/v1/boundary-versions</a> · <a href="/health">/health</a>

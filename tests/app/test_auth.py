@@ -305,3 +305,14 @@ def test_staff_pages_follow_the_cursor(shared_client: TestClient) -> None:
         params["cursor"] = page["next_cursor"]
     assert len(seen) == len(set(seen)) >= 10
     assert "demo-admin" in seen and "test-admin" in seen
+
+
+def test_the_readme_shows_the_permission_table_of_the_code() -> None:
+    from app.api.auth import permission_table_markdown
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("<!-- permissions -->\n", 1)[1].split("\n<!-- /permissions -->", 1)[0]
+    assert shown == permission_table_markdown(), (
+        "regenerate the README's table: app.api.auth.permission_table_markdown()"
+    )

@@ -1,5 +1,5 @@
-"""Identity groundwork: departments, users, bearer tokens and the permission table (the
-enforcement on every endpoint comes with the rest of the identity issue)."""
+"""Identity: departments, users, passwords, bearer tokens, grid members, demo users and the
+permission table (its enforcement on every endpoint: test_auth.py and test_login.py)."""
 
 from __future__ import annotations
 
@@ -231,3 +231,50 @@ def test_a_bad_department_catalogue_loads_nothing(cli_for, demo_db, tmp_path, bo
     assert result.exit_code == 1, result.output
     assert words in result.output
     assert counts(demo_db) == before
+
+
+def test_passwords_from_the_cli_are_stored_as_scrypt_only(cli_for, demo_db) -> None:  # type: ignore[no-untyped-def]
+    cli = cli_for(demo_db)
+    assert cli("users", "add", "zhao", "--role", "planner", "--region", "120106").exit_code == 0
+    done = cli("users", "passwd", "zhao", "--password-stdin", input="correct horse\n")
+    assert done.exit_code == 0, done.output
+    engine = make_engine(demo_db)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT password_hash FROM staff WHERE name = 'zhao'")).scalar()
+    engine.dispose()
+    assert stored.startswith("scrypt$16384$8$1$") and "correct horse" not in stored
+    assert identity.verify_password("correct horse", stored)
+    assert not identity.verify_password("correct horsE", stored)
+    assert not identity.verify_password("anything", None)
+    short = cli("users", "passwd", "zhao", "--password-stdin", input="short\n")
+    assert short.exit_code == 1 and "at least 8" in short.output
+    nobody = cli("users", "passwd", "nobody", "--password-stdin", input="long enough\n")
+    assert nobody.exit_code == 1 and "no user named 'nobody'" in nobody.output
+    prompted = cli("users", "passwd", "zhao", input="another one\nanother one\n")
+    assert prompted.exit_code == 0, prompted.output
+
+
+def test_demo_users_one_per_role_made_once_and_their_passwords_kept_private(  # type: ignore[no-untyped-def]
+    cli_for, demo_db, tmp_path
+) -> None:
+    engine = make_engine(demo_db)
+    with engine.begin() as conn:  # the template already has them: start over for two roles
+        conn.execute(text("DELETE FROM staff WHERE name IN ('demo-planner', 'demo-screen')"))
+    engine.dispose()
+    cli = cli_for(demo_db)
+    made = cli("demo", "users")
+    assert made.exit_code == 0, made.output
+    assert "2 demo user(s) created" in made.output
+    kept = tmp_path / "var" / "demo-users.txt"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    rows = [line.split("\t") for line in kept.read_text().splitlines()]
+    assert {r[0] for r in rows} == {"demo-planner", "demo-screen"}
+    assert all(r[0] in made.output and r[3] in made.output for r in rows)  # printed: how to log in
+    assert "/login" in made.output
+    again = cli("demo", "users")
+    assert "0 demo user(s) created" in again.output
+    users = {u["name"]: u for u in json.loads(cli("users", "list", "--json").stdout)}
+    roles = {u["role"] for n, u in users.items() if n.startswith("demo-")}
+    assert roles == set(identity.ROLES)
+    officer = users["demo-department-officer"]
+    assert officer["department"] == "hq-police-001" and officer["region_code"] == "120106001"

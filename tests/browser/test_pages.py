@@ -87,4 +87,10 @@ def test_a_browser_without_a_session_logs_in_and_lands_where_it_asked(  # type: 
     cookie = next(c for c in page.context.cookies() if c["name"] == "gridmap_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""  # scripts cannot read the session
+    page.goto(f"{live_server}/")
+    assert "street_commander" in page.inner_text("form[action='/logout']")
+    page.click("form[action='/logout'] button")
+    page.wait_for_url(f"{live_server}/login")
+    page.goto(f"{live_server}/")
+    assert urlsplit(page.url).path == "/login"  # the session has ended
     assert _foreign(page.requests_seen, live_server) == []
