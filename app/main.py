@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
+    # Token lookups: one read each, in autocommit, so no transaction is rolled back afterwards.
+    app.state.auth_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     app.state.locate = locator
     problems.install(app)
     auth.install(app)

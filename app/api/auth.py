@@ -163,8 +163,7 @@ def authorize(request: Request) -> None:
         raise Problem(403, "forbidden", f"no permission rule for {key[0]} {key[1]}")
     header = request.headers.get("authorization")
     cookie = request.cookies.get(SESSION_COOKIE)
-    # Autocommit: one read, no transaction to roll back when the connection goes back.
-    engine = request.app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
+    engine = request.app.state.auth_engine
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()

@@ -20,6 +20,11 @@ from sqlalchemy import Connection, text
 from app.services.identity import Principal
 
 
+def prefix_pattern(code: str) -> str:
+    """A LIKE pattern for every code starting with ``code`` (wildcards escaped)."""
+    return code.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+
+
 @dataclass(frozen=True)
 class ScopeFilter:
     """The principal's reach: a region code prefix and, for department officers, the codes of
@@ -31,8 +36,10 @@ class ScopeFilter:
     @property
     def params(self) -> dict[str, object]:
         """Bind parameters for :meth:`sql`; merge them into the query's own."""
-        escaped = self.region_code.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_")
-        return {"scope_region": escaped + "%", "scope_departments": list(self.departments or ())}
+        return {
+            "scope_region": prefix_pattern(self.region_code),
+            "scope_departments": list(self.departments or ()),
+        }
 
     def sql(self, *, region: str, department: str | None = None) -> str:
         """A boolean SQL condition over a record's region-code column and, when the record is

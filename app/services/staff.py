@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from app.services.scoping import ScopeFilter
+from app.services.scoping import ScopeFilter, prefix_pattern
 
 _SELECT = """
 SELECT s.id, s.name, s.display_name, s.phone, s.role, s.region_code, d.code AS department,
@@ -36,7 +36,7 @@ def page(
         params["role"] = role
     if region is not None:
         where.append("s.region_code LIKE :sub")
-        params["sub"] = region.replace("%", r"\%").replace("_", r"\_") + "%"
+        params["sub"] = prefix_pattern(region)
     rows = [
         dict(r)
         for r in conn.execute(
