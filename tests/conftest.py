@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -150,9 +151,15 @@ def client_for(tmp_path: Path, admin_token: str) -> Iterator[Callable[..., TestC
 
     clients: list[TestClient] = []
 
-    def build(url: str, token: str | None = admin_token) -> TestClient:
+    def build(
+        url: str,
+        token: str | None = admin_token,
+        settings: dict[str, Any] | None = None,
+        **client_options: Any,
+    ) -> TestClient:
         headers = bearer(token) if token else {}
-        client = TestClient(create_app(make_settings(url, tmp_path)), headers=headers)
+        app = create_app(make_settings(url, tmp_path).model_copy(update=settings or {}))
+        client = TestClient(app, headers=headers, **client_options)
         client.__enter__()
         clients.append(client)
         return client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 
@@ -127,7 +127,11 @@ def get_staff(name: UserName, conn: Conn, reach: Reach) -> StaffOut:
     return StaffOut(**row)
 
 
-def _grid_in_reach(conn: Conn, scope: ScopeDep, reach: Reach, code: str) -> None:
+def membership(
+    code: GridCode, name: UserName, conn: Conn, scope: ScopeDep, reach: Reach
+) -> tuple[str, str]:
+    """The grid and the person of a membership change, both checked against the caller's scope
+    (outside it they do not exist: 404)."""
     level = conn.execute(
         text("SELECT level FROM region WHERE version_id = :v AND code = :c"),
         {"v": scope.version.id, "c": code},
@@ -136,6 +140,12 @@ def _grid_in_reach(conn: Conn, scope: ScopeDep, reach: Reach, code: str) -> None
         raise not_found(f"no region {code} in boundary version {scope.version.id}")
     if level != "grid":
         raise invalid("code", f"{code} is a {level}, not a basic grid")
+    if service.get(conn, reach, name) is None:
+        raise not_found(f"no user {name!r}")
+    return code, name
+
+
+Membership = Annotated[tuple[str, str], Depends(membership)]
 
 
 def _members(request: Request, code: str) -> GridMembers:
@@ -148,20 +158,10 @@ def _members(request: Request, code: str) -> GridMembers:
 @router.put(
     "/grids/{code}/members/{name}", response_model=GridMembers, responses=problem_responses(409)
 )
-def add_member(
-    code: GridCode,
-    name: UserName,
-    request: Request,
-    conn: Conn,
-    scope: ScopeDep,
-    reach: Reach,
-    kind: KindQuery = "primary",
-) -> GridMembers:
+def add_member(target: Membership, request: Request, kind: KindQuery = "primary") -> GridMembers:
     """Put a staff member on a basic grid: as its one primary gridworker, or as a 1+8+X member.
     Both the grid and the person must be in the caller's scope. Repeating it changes nothing."""
-    _grid_in_reach(conn, scope, reach, code)
-    if service.get(conn, reach, name) is None:
-        raise not_found(f"no user {name!r}")
+    code, name = target
     try:
         identity.assign(request.app.state.engine, code, name, kind=kind)
     except identity.IdentityError as exc:
@@ -170,19 +170,9 @@ def add_member(
 
 
 @router.delete("/grids/{code}/members/{name}", response_model=GridMembers)
-def remove_member(
-    code: GridCode,
-    name: UserName,
-    request: Request,
-    conn: Conn,
-    scope: ScopeDep,
-    reach: Reach,
-    kind: KindQuery = "primary",
-) -> GridMembers:
+def remove_member(target: Membership, request: Request, kind: KindQuery = "primary") -> GridMembers:
     """Take a staff member off a basic grid."""
-    _grid_in_reach(conn, scope, reach, code)
-    if service.get(conn, reach, name) is None:
-        raise not_found(f"no user {name!r}")
+    code, name = target
     try:
         identity.unassign(request.app.state.engine, code, name, kind=kind)
     except identity.IdentityError as exc:

@@ -11,29 +11,23 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.db.engine import make_engine
-from app.main import create_app
 from app.services import identity
-from app.settings import Settings
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 GRID = "120106001001001"
 
 
 @pytest.fixture
-def web(demo_db: str, tmp_path) -> Callable[..., TestClient]:  # type: ignore[no-untyped-def]
+def web(demo_db: str, client_for) -> Callable[..., TestClient]:  # type: ignore[no-untyped-def]
     """An anonymous client (a browser before logging in) on a database of its own."""
-    clients: list[TestClient] = []
 
     def build(**settings: Any) -> TestClient:
-        app = create_app(Settings(database_url=demo_db, var_dir=tmp_path / "var", **settings))
-        client = TestClient(app, base_url="http://gridmap.test", follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return client_for(
+            demo_db, token=None, settings=settings, base_url="http://gridmap.test",
+            follow_redirects=False,
+        )  # fmt: skip
 
-    yield build
-    for client in clients:
-        client.__exit__(None, None, None)
+    return build
 
 
 def _login(client: TestClient, user: str, password: str, **extra: Any) -> Any:
