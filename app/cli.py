@@ -55,6 +55,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(departments_app, name="departments")
 app.add_typer(grids_app, name="grids")
+catalog_app = typer.Typer(help="The incident class catalogue (parts, events, social governance).")
+app.add_typer(catalog_app, name="catalog")
 
 out = Console()
 err = Console(stderr=True)
@@ -590,6 +592,43 @@ def demo_gridworkers() -> None:
     out.print(f"{made} gridworker(s) created and assigned")
 
 
+@catalog_app.command("load")
+def catalog_load(
+    file: Annotated[Path | None, typer.Argument(help="YAML catalogue")] = None,
+) -> None:
+    """Load incident classes from a YAML catalogue (default: data/catalogs/incident_classes.yaml),
+    by code; a file with any bad entry loads nothing and names every problem."""
+    from app.services import incidents
+    from app.services.catalog import DEFAULT_CATALOG, CatalogError
+
+    path = file or DEFAULT_CATALOG
+    engine = _engine(get_settings())
+    try:
+        count = incidents.load_classes(engine, path)
+    except CatalogError as exc:
+        raise _fail(str(exc), 1) from None
+    finally:
+        engine.dispose()
+    out.print(f"{count} incident class(es) loaded from {escape(str(path))}")
+
+
+@catalog_app.command("list")
+def catalog_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every incident class with its time limits and department kind."""
+    engine = _engine(get_settings())
+    with engine.connect() as conn:
+        rows = [
+            dict(r)
+            for r in conn.execute(
+                text("SELECT code, name_zh, name_en, department_kind, limits FROM incident_class "
+                     "ORDER BY code")
+            ).mappings()
+        ]  # fmt: skip
+    engine.dispose()
+    _print_rows(rows, {"code": "code", "name_zh": "名称", "name_en": "name",
+                       "department_kind": "department"}, as_json)  # fmt: skip
+
+
 @demo_app.command("users")
 def demo_users_cmd() -> None:
     """One demo user per role (demo-street-commander, …), each with a random password, for
@@ -876,6 +915,16 @@ def setup() -> None:
             out.print(f"loaded {loaded} demo departments ({DEMO_DEPARTMENTS.name})")
         except identity.IdentityError as exc:  # not the demo district's boundaries
             out.print(f"demo departments not loaded: {escape(str(exc))[:200]}", highlight=False)
+    with engine.connect() as conn:
+        no_classes = conn.execute(
+            text("SELECT NOT EXISTS (SELECT 1 FROM incident_class)")
+        ).scalar_one()
+    if no_classes:
+        from app.services import incidents
+        from app.services.catalog import DEFAULT_CATALOG
+
+        loaded = incidents.load_classes(engine, DEFAULT_CATALOG)
+        out.print(f"loaded {loaded} incident classes ({DEFAULT_CATALOG.name})")
     if active and settings.demo_users:
         from app.services import identity
 

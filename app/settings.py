@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         description="`gridmap setup` creates one demo user per role with a random password "
         "(kept in var/demo-users.txt). Set false for a real district.",
     )
+    photo_dir: Path | None = Field(
+        None, description="Where incident photos are stored (default: <var_dir>/photos)."
+    )
+    photo_max_bytes: int = Field(10 * 2**20, gt=0, description="Largest photo accepted.")
+    photo_max_count: int = Field(9, ge=0, description="Most photos on one report.")
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="How long a web login's session cookie lasts."
     )
@@ -109,6 +114,10 @@ class Settings(BaseSettings):
     def metric_srid(self) -> int:
         """The metric CRS as an SRID PostGIS knows (it must be an EPSG code)."""
         return int(self.metric_crs.split(":", 1)[1])
+
+    @property
+    def photos(self) -> Path:
+        return self.photo_dir or self.var_dir / "photos"
 
     @property
     def validation(self) -> ValidationOptions:

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, upgrade
 from app.services import boundaries as boundary_service
-from app.services import identity
+from app.services import identity, incidents
+from app.services.catalog import DEFAULT_CATALOG
 from app.settings import Settings, get_settings
 from gis.io import read_boundaries
 
@@ -67,6 +68,7 @@ def empty_template(pg: EmbeddedPostgres) -> str:
     pg.create_database(name)
     engine = make_engine(pg.url(name))
     upgrade(engine)
+    incidents.load_classes(engine, DEFAULT_CATALOG)
     with engine.begin() as conn:  # no boundaries here to check a home region against
         conn.execute(
             text(

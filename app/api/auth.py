@@ -70,6 +70,12 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/staff/{name}"): "staff:read",
     ("PUT", "/api/v1/grids/{code}/members/{name}"): "staff:assign",
     ("DELETE", "/api/v1/grids/{code}/members/{name}"): "staff:assign",
+    ("POST", "/api/v1/incidents"): "incidents:report",
+    ("GET", "/api/v1/incidents"): "incidents:read",
+    ("GET", "/api/v1/incidents/{incident_id}"): "incidents:read",
+    ("POST", "/api/v1/incidents/{incident_id}/actions"): "incidents:act",
+    ("GET", "/api/v1/incidents/{incident_id}/photos/{photo_id}"): "incidents:read",
+    ("GET", "/api/v1/incident-classes"): "catalog:read",
 }
 
 

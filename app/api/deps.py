@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import math
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -81,3 +82,26 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not code or len(code) > 100 or not code.isascii() or not code.isprintable():
         raise invalid("cursor", "not a cursor returned by this endpoint")
     return code
+
+
+_NUMBER = r"-?\d+(?:\.\d+)?"
+BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+
+
+def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise invalid("bbox", "expected min_lon,min_lat,max_lon,max_lat")
+    try:
+        x0, y0, x1, y1 = (float(p) for p in parts)
+    except ValueError:
+        raise invalid("bbox", "the four values must be numbers") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise invalid("bbox", "the four values must be finite numbers")
+    if not (-180 <= x0 <= 180 and -180 <= x1 <= 180 and -90 <= y0 <= 90 and -90 <= y1 <= 90):
+        raise invalid("bbox", "longitudes must lie in [-180, 180] and latitudes in [-90, 90]")
+    if x0 >= x1 or y0 >= y1:
+        raise invalid("bbox", "min_lon must be below max_lon and min_lat below max_lat")
+    return (x0, y0, x1, y1)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from app.api.deps import Conn, ScopeDep, decode_cursor, encode_cursor, get_settings
-from app.api.problems import invalid, not_found, problem_responses
+from app.api.deps import (
+    Conn,
+    ScopeDep,
+    decode_cursor,
+    encode_cursor,
+    get_settings,
+    parse_bbox,
+)
+from app.api.problems import not_found, problem_responses
 from app.services import boundaries as boundary_service
 from app.services import identity
 from app.services import regions as service
@@ -21,8 +27,6 @@ from app.settings import Settings
 router = APIRouter(prefix="/api/v1", tags=["regions"], responses=problem_responses(404, 422))
 
 MAX_LIMIT = 1000
-_NUMBER = r"-?\d+(?:\.\d+)?"
-BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
 CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 MAX_SIMPLIFY_M = 5000.0
 Level = Literal["district", "street", "community", "grid"]  # gis.codes.LEVELS
@@ -95,25 +99,6 @@ def _ref(scope: Scope) -> VersionRef:
     return VersionRef(id=v.id, label=v.label, activated_at=v.activated_at)
 
 
-def _parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
-    if value is None:
-        return None
-    parts = value.split(",")
-    if len(parts) != 4:
-        raise invalid("bbox", "expected min_lon,min_lat,max_lon,max_lat")
-    try:
-        x0, y0, x1, y1 = (float(p) for p in parts)
-    except ValueError:
-        raise invalid("bbox", "the four values must be numbers") from None
-    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise invalid("bbox", "the four values must be finite numbers")
-    if not (-180 <= x0 <= 180 and -180 <= x1 <= 180 and -90 <= y0 <= 90 and -90 <= y1 <= 90):
-        raise invalid("bbox", "longitudes must lie in [-180, 180] and latitudes in [-90, 90]")
-    if x0 >= x1 or y0 >= y1:
-        raise invalid("bbox", "min_lon must be below max_lon and min_lat below max_lat")
-    return (x0, y0, x1, y1)
-
-
 def _page(conn: Conn, scope: Scope, limit: int, after: str | None, **filters: Any) -> RegionPage:
     items, last = service.list_regions(conn, scope, limit=limit, after=after, **filters)
     return RegionPage(
@@ -152,7 +137,7 @@ def list_regions(
     ] = None,
 ) -> RegionPage:
     """Regions of the active (or ``as_of``) boundary version, by code, one page at a time."""
-    box = _parse_bbox(bbox)
+    box = parse_bbox(bbox)
     after = decode_cursor(cursor)
     if parent is not None:
         _require(conn, scope, parent)

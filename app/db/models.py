@@ -215,3 +215,140 @@ class LoginAttempt(Base):
         Index("login_attempt_username_at", "username", "at"),
         Index("login_attempt_client_at", "client", "at"),
     )
+
+
+_TS = DateTime(timezone=True)
+
+
+class IncidentClass(Base):
+    """A minor class of the catalogue (data/catalogs/incident_classes.yaml): part, event or
+    social-governance class, with its time limits per step and responsible department kind."""
+
+    __tablename__ = "incident_class"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    major_code: Mapped[str] = mapped_column(String(2))
+    major_name_zh: Mapped[str] = mapped_column(Text)
+    major_name_en: Mapped[str] = mapped_column(Text)
+    name_zh: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str] = mapped_column(Text)
+    filing_condition: Mapped[str] = mapped_column(Text)
+    closing_condition: Mapped[str] = mapped_column(Text)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    department_kind: Mapped[str] = mapped_column(String(32))
+    duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default="100")
+    duplicate_window_h: Mapped[float] = mapped_column(Float, server_default="72")
+    urgent: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class Incident(Base):
+    """A case (案卷) on its grid: where, what, its state in the loop and the current deadline."""
+
+    __tablename__ = "incident"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    class_code: Mapped[str] = mapped_column(ForeignKey("incident_class.code"))
+    source: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    address: Mapped[str | None] = mapped_column(Text)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    input_lon: Mapped[float] = mapped_column(Float)
+    input_lat: Mapped[float] = mapped_column(Float)
+    input_crs: Mapped[str] = mapped_column(String(16))
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    community_code: Mapped[str | None] = mapped_column(String(32))
+    street_code: Mapped[str | None] = mapped_column(String(32))
+    district_code: Mapped[str | None] = mapped_column(String(32))
+    region_code: Mapped[str] = mapped_column(String(32))
+    boundary_version_id: Mapped[int] = mapped_column(ForeignKey("boundary_version.id"))
+    out_of_area: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    reporter_contact: Mapped[str | None] = mapped_column(Text)
+    department_code: Mapped[str | None] = mapped_column(String(64))
+    step: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    reported_at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+    filed_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    handled_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    closed_on_time: Mapped[bool | None] = mapped_column(Boolean)
+    overdue_steps: Mapped[int] = mapped_column(Integer, server_default="0")
+    rework_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    extension_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    extension_request: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    parked_from: Mapped[str | None] = mapped_column(String(16))
+    merged_into: Mapped[int | None] = mapped_column(ForeignKey("incident.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+
+    __table_args__ = (
+        Index("incident_geom", "geom", postgresql_using="gist"),
+        Index("incident_region", "region_code", "id"),
+        Index("incident_street", "street_code", "id"),
+        Index("incident_grid", "grid_code"),
+        Index("incident_status", "status"),
+        Index("incident_reported_at", "reported_at"),
+        Index("incident_class_status", "class_code", "status"),
+        Index("incident_due", "due_at"),
+        Index("incident_idempotency", "reporter_id", "idempotency_key", unique=True,
+              postgresql_where="idempotency_key IS NOT NULL"),
+    )  # fmt: skip
+
+
+class IncidentHistory(Base):
+    """One transition of a case (append-only: a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "incident_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    actor_name: Mapped[str] = mapped_column(Text)
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    geom: Mapped[Any | None] = mapped_column(
+        Geometry("POINT", srid=SRID, spatial_index=False), nullable=True
+    )
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("incident_history_incident", "incident_id", "id"),)
+
+
+class IncidentPhoto(Base):
+    """A photo of a case, stored on disk under GRIDMAP_PHOTO_DIR by its SHA-256."""
+
+    __tablename__ = "incident_photo"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    uploaded_at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+
+    __table_args__ = (Index("incident_photo_incident", "incident_id"),)
+
+
+class IncidentLink(Base):
+    """Cases linked to each other: a duplicate merged into the case that goes on."""
+
+    __tablename__ = "incident_link"
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True
+    )
+    other_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))

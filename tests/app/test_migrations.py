@@ -12,6 +12,7 @@ from app.db.models import Base
 OURS = {
     "boundary_version", "boundary_activation", "region", "region_subdivided",
     "department", "staff", "grid_assignment", "access_token", "login_attempt",
+    "incident_class", "incident", "incident_history", "incident_photo", "incident_link",
 }  # fmt: skip
 
 

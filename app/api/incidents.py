@@ -1,0 +1,529 @@
+"""Incidents: intake from every source, the case loop's actions, queries (JSON or GeoJSON)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import Connection, text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.auth import CurrentUser, Reach
+from app.api.deps import BBOX_PATTERN, Conn, decode_cursor, encode_cursor, parse_bbox
+from app.api.problems import Problem, invalid, not_found, problem_responses
+from app.services import incidents as service
+from app.services.incidents import IncidentError, Photo, Report, scope_sql
+from app.services.scoping import ScopeFilter, prefix_pattern
+
+router = APIRouter(prefix="/api/v1", tags=["incidents"], responses=problem_responses(404, 422))
+
+Status = Literal[
+    "reported", "filed", "not_filed", "dispatched", "handling", "handled", "verified", "closed",
+    "parked", "merged",
+]  # fmt: skip  # service.STATES
+Source = Literal["patrol", "hotline", "app", "resident", "superior", "petition", "video"]
+ActionName = Literal[
+    "file", "reject", "merge", "dispatch", "accept", "return", "request_extension",
+    "approve_extension", "deny_extension", "complete", "verify", "rework", "close", "park",
+    "unpark",
+]  # fmt: skip  # service.TRANSITIONS
+IncidentId = Annotated[int, Path(ge=1, le=2**62, examples=[1])]
+
+
+class IncidentIn(BaseModel):
+    lon: float = Field(examples=[117.163], json_schema_extra={"minimum": -180, "maximum": 180})
+    lat: float = Field(examples=[39.17], json_schema_extra={"minimum": -90, "maximum": 90})
+    crs: str = Field("wgs84", description="wgs84, cgcs2000, gcj02 (AMap, Tencent) or bd09 (Baidu)")
+    class_code: str = Field(max_length=8, examples=["E0101"], description="Minor class code")
+    source: Source = Field(description="Where the report comes from (哨源)")
+    description: str = Field(min_length=1, max_length=4000)
+    address: str | None = Field(None, max_length=500)
+    contact: str | None = Field(None, max_length=200, description="A resident's phone or name")
+
+
+class ActionIn(BaseModel):
+    action: ActionName
+    note: str = Field("", max_length=4000)
+    lon: float | None = Field(None, description="Where the actor stands (with lat and crs)")
+    lat: float | None = None
+    crs: str = "wgs84"
+    department: str | None = Field(
+        None, max_length=64, description="dispatch: the department (default: routed by class)"
+    )
+    target: int | None = Field(None, ge=1, description="merge: the case this one duplicates")
+    amount: float | None = Field(
+        None, description="request_extension: more time, in the current step's time type"
+    )
+    expected_version: int | None = Field(
+        None, description="Refuse (409) if the case changed since this version was read"
+    )
+
+
+class PhotoOut(BaseModel):
+    id: int
+    sha256: str
+    content_type: str
+    bytes: int
+    url: str
+
+
+class HistoryOut(BaseModel):
+    at: dt.datetime
+    actor: str
+    role: str
+    action: str
+    from_status: Status | None
+    to_status: Status
+    note: str
+    lon: float | None
+    lat: float | None
+    data: dict[str, Any] | None
+
+
+class Duplicate(BaseModel):
+    id: int
+    status: Status
+    reported_at: dt.datetime
+    distance_m: float
+
+
+class IncidentOut(BaseModel):
+    id: int
+    status: Status
+    class_code: str
+    class_name: str
+    source: Source
+    description: str
+    address: str | None
+    lon: float = Field(description="CGCS2000")
+    lat: float = Field(description="CGCS2000")
+    input: dict[str, Any] = Field(description="The point as reported: lon, lat, crs")
+    grid_code: str | None
+    community_code: str | None
+    street_code: str | None
+    district_code: str | None
+    out_of_area: bool = Field(description="Outside every grid: kept for manual assignment")
+    boundary_version: int
+    department_code: str | None
+    step: str | None = Field(description="The step whose deadline runs: dispatch, handle, verify")
+    due_at: dt.datetime | None
+    overdue: bool
+    reported_at: dt.datetime
+    filed_at: dt.datetime | None
+    dispatched_at: dt.datetime | None
+    handled_at: dt.datetime | None
+    verified_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    closed_on_time: bool | None
+    rework_count: int
+    extension_count: int
+    extension_request: dict[str, Any] | None
+    merged_into: int | None
+    version: int = Field(description="Changes with every action (send as expected_version)")
+    allowed_actions: list[str] = Field(description="What the caller may do now")
+    photos: list[PhotoOut] = []
+    history: list[HistoryOut] = []
+    possible_duplicates: list[Duplicate] = []
+
+
+class IncidentSummary(BaseModel):
+    id: int
+    status: Status
+    class_code: str
+    source: Source
+    lon: float
+    lat: float
+    grid_code: str | None
+    street_code: str | None
+    out_of_area: bool
+    department_code: str | None
+    reported_at: dt.datetime
+    due_at: dt.datetime | None
+    overdue: bool
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentSummary]
+    next_cursor: str | None
+
+
+class IncidentClassOut(BaseModel):
+    code: str
+    kind: str
+    major_code: str
+    major_name_zh: str
+    major_name_en: str
+    name_zh: str
+    name_en: str
+    filing_condition: str
+    closing_condition: str
+    limits: dict[str, Any]
+    department_kind: str
+    duplicate_radius_m: float
+    duplicate_window_h: float
+    urgent: bool
+
+
+def _refuse(exc: IncidentError) -> Problem:
+    extra = dict(exc.extra)
+    if exc.field is not None:
+        extra["errors"] = [{"field": exc.field, "message": exc.detail}]
+    return Problem(exc.status, exc.kind, exc.detail, **extra)
+
+
+_CASE_SQL = """
+SELECT i.*, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, c.name_zh AS class_name,
+       (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue
+FROM incident i JOIN incident_class c ON c.code = i.class_code
+"""
+
+
+def read_case(
+    conn: Connection, reach: Any, incident_id: int, principal: Any, *, full: bool = True
+) -> IncidentOut:
+    row = conn.execute(
+        text(f"{_CASE_SQL} WHERE i.id = :id AND {scope_sql(reach)}"),
+        {**reach.params, "id": incident_id},
+    ).mappings().first()  # fmt: skip
+    if row is None:
+        raise not_found(f"no incident {incident_id}")
+    photos = conn.execute(
+        text("SELECT id, sha256, content_type, bytes FROM incident_photo WHERE incident_id = :i "
+             "ORDER BY id"), {"i": incident_id},
+    ).mappings().all()  # fmt: skip
+    history = []
+    if full:
+        history = conn.execute(
+            text(
+                "SELECT at, actor_name AS actor, actor_role AS role, action, from_status, "
+                "to_status, note, ST_X(geom) AS lon, ST_Y(geom) AS lat, data "
+                "FROM incident_history WHERE incident_id = :i ORDER BY id"
+            ),
+            {"i": incident_id},
+        ).mappings().all()  # fmt: skip
+    return IncidentOut(
+        **{
+            k: row[k]
+            for k in IncidentOut.model_fields
+            if k in row and k not in ("input", "photos", "history")
+        },
+        input={"lon": row["input_lon"], "lat": row["input_lat"], "crs": row["input_crs"]},
+        boundary_version=row["boundary_version_id"],
+        allowed_actions=service.allowed_actions(
+            row["status"], principal.role, extension_pending=row["extension_request"] is not None
+        ),
+        photos=[
+            PhotoOut(**p, url=f"/api/v1/incidents/{incident_id}/photos/{p['id']}") for p in photos
+        ],
+        history=[HistoryOut(**h) for h in history],
+    )
+
+
+INTAKE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": IncidentIn.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["lon", "lat", "class_code", "source", "description"],
+                    "properties": {
+                        **{k: v for k, v in IncidentIn.model_json_schema()["properties"].items()},
+                        "photos": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "JPEG, PNG or WebP; size and count limited",
+                        },
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+async def _intake_body(request: Request, max_count: int) -> tuple[IncidentIn, list[Photo]]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    photos: list[Photo] = []
+    if kind == "application/json":
+        try:
+            raw: Any = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("body", "not valid JSON") from None
+    elif kind == "multipart/form-data":
+        try:
+            form = await request.form(max_files=max_count + 1, max_fields=50)
+        except StarletteHTTPException as exc:  # too many files or fields, a broken body
+            field = "photos" if "files" in str(exc.detail) else "body"
+            raise invalid(field, str(exc.detail)) from None
+        raw = {k: v for k, v in form.items() if isinstance(v, str)}
+        files = [v for v in form.getlist("photos") if not isinstance(v, str)]
+        if len(files) > max_count:
+            raise invalid("photos", f"at most {max_count} photos")
+        for f in files:
+            photos.append(Photo(await f.read(), f.content_type or ""))
+    else:
+        raise Problem(
+            415, "unsupported-media-type",
+            f"send application/json, or multipart/form-data with photos; got {kind or 'nothing'}",
+        )  # fmt: skip
+    try:
+        return IncidentIn.model_validate(raw), photos
+    except ValidationError as exc:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise Problem(422, "invalid-parameter", detail, errors=errors) from None
+
+
+@router.post(
+    "/incidents",
+    response_model=IncidentOut,
+    status_code=201,
+    openapi_extra=INTAKE_BODY,
+    responses={
+        200: {"description": "A retry with the same Idempotency-Key: the case it made"},
+        **problem_responses(409, 413, 415, 422, 503),
+    },
+)
+async def report(
+    request: Request,
+    principal: CurrentUser,
+    reach: Reach,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="A client's key: a retry never makes a second case"),
+    ] = None,
+) -> Response:
+    """Report a problem from any source. JSON, or multipart/form-data when photos come along.
+
+    The point (in any supported CRS) is located onto its grid at once, and the grid, community,
+    street and district codes and the boundary version are kept with the case. A point outside
+    every grid is kept too, flagged `out_of_area`, for its district to assign by hand. Open cases
+    of the same class nearby (the class's radius and window) come back as
+    `possible_duplicates`."""
+    settings = request.app.state.settings
+    body, photos = await _intake_body(request, settings.photo_max_count)
+    try:
+        for i, photo in enumerate(photos):
+            service.check_photo(photo, settings.photo_max_bytes, i)
+        incident_id, created = await run_in_threadpool(
+            service.report_incident,
+            request.app.state.engine,
+            request.app.state.locate,
+            principal,
+            reach,
+            Report(**body.model_dump()),
+            photos=photos,
+            photo_dir=settings.photos,
+            idempotency_key=idempotency_key,
+        )
+    except IncidentError as exc:
+        raise _refuse(exc) from None
+
+    def answer() -> IncidentOut:
+        with request.app.state.engine.connect() as conn:
+            out = read_case(conn, reach, incident_id, principal)
+            out.possible_duplicates = [
+                Duplicate(**d) for d in service.duplicates(conn, incident_id)
+            ]
+            return out
+
+    out = await run_in_threadpool(answer)
+    return JSONResponse(
+        out.model_dump(mode="json"),
+        status_code=201 if created else 200,
+        headers={"Location": f"/api/v1/incidents/{incident_id}"},
+    )
+
+
+BboxQuery = Annotated[
+    str | None, Query(pattern=BBOX_PATTERN, description="min_lon,min_lat,max_lon,max_lat")
+]
+RegionQuery = Annotated[
+    str | None,
+    Query(max_length=32, pattern=r"^\d+$", description="A region code at any level: its subtree"),
+]
+ClassQuery = Annotated[
+    str | None,
+    Query(alias="class", max_length=8, description="A minor class (E0101) or a major (E01)"),
+]
+SinceQuery = Annotated[dt.datetime | None, Query(alias="from", description="Reported at or after")]
+UntilQuery = Annotated[dt.datetime | None, Query(alias="to", description="Reported before")]
+OverdueQuery = Annotated[bool | None, Query(description="Only cases past their step's deadline")]
+
+
+def _list_sql(where: list[str]) -> str:
+    return (
+        "SELECT i.id, i.status, i.class_code, i.source, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, "
+        "i.grid_code, i.street_code, i.out_of_area, i.department_code, i.reported_at, i.due_at, "
+        "(i.due_at IS NOT NULL AND i.due_at < now()) AS overdue FROM incident i "
+        f"WHERE {' AND '.join(where)} ORDER BY i.id DESC LIMIT :n"
+    )
+
+
+@router.get(
+    "/incidents",
+    response_model=IncidentPage,
+    responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
+)
+def list_incidents(
+    conn: Conn,
+    reach: Reach,
+    bbox: BboxQuery = None,
+    region: RegionQuery = None,
+    class_code: ClassQuery = None,
+    status: Annotated[list[Status] | None, Query(description="One or more statuses")] = None,
+    source: Annotated[Source | None, Query()] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    overdue: OverdueQuery = None,
+    out_of_area: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    fmt: Annotated[Literal["json", "geojson"], Query(alias="format")] = "json",
+) -> Response:
+    """Cases in the caller's scope, newest first, a page at a time. `format=geojson` answers a
+    FeatureCollection (points in CGCS2000 lon/lat) with `next_cursor` beside its features."""
+    where = [scope_sql(reach)]
+    params: dict[str, Any] = {**reach.params, "n": limit + 1}
+    box = parse_bbox(bbox)
+    if box:
+        where.append("i.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)")
+        params.update(x0=box[0], y0=box[1], x1=box[2], y1=box[3])
+    if region:
+        where.append("i.region_code LIKE :region")
+        params["region"] = prefix_pattern(region)
+    if class_code:
+        where.append("i.class_code LIKE :cls")
+        params["cls"] = prefix_pattern(class_code.upper())
+    if status:
+        where.append("i.status = ANY(:status)")
+        params["status"] = list(status)
+    for column, value in (("source", source), ("out_of_area", out_of_area)):
+        if value is not None:
+            where.append(f"i.{column} = :{column}")
+            params[column] = value
+    if since is not None:
+        where.append("i.reported_at >= :since")
+        params["since"] = since
+    if until is not None:
+        where.append("i.reported_at < :until")
+        params["until"] = until
+    if overdue is not None:
+        where.append(("" if overdue else "NOT ") + "(i.due_at IS NOT NULL AND i.due_at < now())")
+    after = decode_cursor(cursor)
+    if after is not None:
+        if not after.isdigit():
+            raise invalid("cursor", "not a cursor returned by this endpoint")
+        where.append("i.id < :after")
+        params["after"] = int(after)
+    if fmt == "geojson":
+        return _geojson(conn, where, params, limit)
+    rows = conn.execute(text(_list_sql(where)), params).mappings().all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    page = IncidentPage(
+        items=[IncidentSummary(**r) for r in rows],
+        next_cursor=encode_cursor(str(rows[-1]["id"])) if more else None,
+    )
+    return JSONResponse(page.model_dump(mode="json"))
+
+
+def _geojson(conn: Connection, where: list[str], params: dict[str, Any], limit: int) -> Response:
+    """The FeatureCollection assembled by PostgreSQL: one text value, no per-row Python."""
+    sql = f"""
+    WITH page AS ({_list_sql(where)}),
+    kept AS (SELECT * FROM page ORDER BY id DESC LIMIT {int(limit)})
+    SELECT (SELECT count(*) FROM page) > {int(limit)} AS more,
+           (SELECT min(id) FROM kept) AS last,
+           COALESCE(string_agg(json_build_object(
+               'type', 'Feature', 'id', id,
+               'geometry', json_build_object('type', 'Point', 'coordinates',
+                                             json_build_array(lon, lat)),
+               'properties', json_build_object(
+                   'id', id, 'status', status, 'class_code', class_code, 'source', source,
+                   'grid_code', grid_code, 'street_code', street_code,
+                   'out_of_area', out_of_area, 'department_code', department_code,
+                   'reported_at', reported_at, 'due_at', due_at, 'overdue', overdue)
+           )::text, ',' ORDER BY id DESC), '') AS features
+    FROM kept
+    """
+    row = conn.execute(text(sql), params).one()
+    cursor = json.dumps(encode_cursor(str(row.last)) if row.more else None)
+    body = f'{{"type":"FeatureCollection","next_cursor":{cursor},"features":[{row.features}]}}'
+    return Response(body, media_type="application/geo+json")
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentOut)
+def get_incident(
+    incident_id: IncidentId, conn: Conn, reach: Reach, principal: CurrentUser
+) -> IncidentOut:
+    """One case with its photos, its whole history and what the caller may do next."""
+    return read_case(conn, reach, incident_id, principal)
+
+
+@router.post(
+    "/incidents/{incident_id}/actions",
+    response_model=IncidentOut,
+    responses=problem_responses(403, 409),
+)
+def act(
+    incident_id: IncidentId, body: ActionIn, request: Request, principal: CurrentUser, reach: Reach
+) -> IncidentOut:
+    """Move a case through the loop: file (立案), reject, merge, dispatch (派遣), accept, return
+    (回退), request / approve / deny an extension (延期), complete, verify (核查), rework (返工),
+    close (结案), park (挂账), unpark. A role without the action → 403, an action the case's
+    state does not allow → 409; both name the actions allowed."""
+    try:
+        service.act(
+            request.app.state.engine, principal, reach, incident_id,
+            service.Action(**body.model_dump()),
+        )  # fmt: skip
+    except IncidentError as exc:
+        raise _refuse(exc) from None
+    # The case as the action left it, even if it left the caller's scope (a department that
+    # returns a case sees the result of its own action once more).
+    with request.app.state.engine.connect() as conn:
+        return read_case(conn, ScopeFilter(""), incident_id, principal)
+
+
+@router.get(
+    "/incidents/{incident_id}/photos/{photo_id}",
+    response_class=FileResponse,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
+)
+def photo(
+    incident_id: IncidentId,
+    photo_id: Annotated[int, Path(ge=1, le=2**62)],
+    conn: Conn,
+    reach: Reach,
+) -> FileResponse:
+    """A photo of a case in the caller's scope."""
+    row = conn.execute(
+        text(
+            "SELECT p.path, p.content_type FROM incident_photo p JOIN incident i "
+            f"ON i.id = p.incident_id WHERE p.id = :p AND i.id = :i AND {scope_sql(reach)}"
+        ),
+        {**reach.params, "p": photo_id, "i": incident_id},
+    ).first()
+    if row is None or not FilePath(row.path).exists():
+        raise not_found(f"no photo {photo_id} of incident {incident_id}")
+    return FileResponse(row.path, media_type=row.content_type)
+
+
+@router.get("/incident-classes", response_model=list[IncidentClassOut])
+def classes(conn: Conn) -> list[IncidentClassOut]:
+    """The class catalogue: parts, events and social-governance classes, with their time limits
+    per step and the kind of department each is routed to."""
+    rows = conn.execute(text("SELECT * FROM incident_class ORDER BY code")).mappings()
+    return [IncidentClassOut(**r) for r in rows]
