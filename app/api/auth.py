@@ -76,6 +76,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/incidents/{incident_id}/actions"): "incidents:act",
     ("GET", "/api/v1/incidents/{incident_id}/photos/{photo_id}"): "incidents:read",
     ("GET", "/api/v1/incident-classes"): "catalog:read",
+    ("GET", "/api/v1/regions/{code}/figures"): "analytics:read",
 }
 
 

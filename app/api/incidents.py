@@ -527,3 +527,85 @@ def classes(conn: Conn) -> list[IncidentClassOut]:
     per step and the kind of department each is routed to."""
     rows = conn.execute(text("SELECT * FROM incident_class ORDER BY code")).mappings()
     return [IncidentClassOut(**r) for r in rows]
+
+
+class FigureCounts(BaseModel):
+    reported: int
+    filed: int
+    not_filed: int
+    dispatched: int
+    handled: int
+    closed: int
+    closed_on_time: int
+    overdue: int = Field(description="Open now and past the current step's deadline")
+    open: int
+    rework: int = Field(description="Reworked at least once (返工)")
+    extended: int = Field(description="Extended at least once (延期)")
+    out_of_area: int
+
+
+class FigureRates(BaseModel):
+    filing_rate: float | None = Field(description="立案率: filed / reported")
+    closing_rate: float | None = Field(description="结案率: closed / filed")
+    on_time_rate: float | None = Field(description="按期结案率: closed with no step late / closed")
+    rework_rate: float | None = Field(description="返工率: reworked / handled")
+
+
+class RegionFigures(BaseModel):
+    region: str
+    since: dt.datetime
+    until: dt.datetime
+    counts: FigureCounts
+    rates: FigureRates
+
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def _moment(value: str | None, field: str, default: dt.datetime) -> dt.datetime:
+    """A bare date is that day's midnight in Beijing time; a time without offset too."""
+    if value is None:
+        return default
+    try:
+        moment = (
+            dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+            if len(value) == 10
+            else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        )
+    except ValueError:
+        raise invalid(field, f"{value!r} is not an ISO 8601 date or date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+
+
+@router.get("/regions/{code}/figures", response_model=RegionFigures)
+def region_figures(
+    code: Annotated[str, Path(max_length=32, pattern=r"^\d+$", examples=["120106001"])],
+    conn: Conn,
+    reach: Reach,
+    since: Annotated[
+        str | None,
+        Query(alias="from", max_length=40, description="Start (inclusive); default: today 00:00"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(alias="to", max_length=40, description="End (exclusive); default: now"),
+    ] = None,
+) -> RegionFigures:
+    """The case loop's figures for a region at any level — reported, filed, closed, closed on
+    time, overdue, rework — and the rates 立案率, 结案率, 按期结案率, 返工率, for cases reported in
+    the period (dates are Beijing days). A region outside the caller's area is a 404."""
+    now = dt.datetime.now(SHANGHAI)
+    start = _moment(since, "from", now.replace(hour=0, minute=0, second=0, microsecond=0))
+    end = _moment(until, "to", now)
+    if end <= start:
+        raise invalid("to", "must be after from")
+    if reach.departments is None and not reach.allows(code):
+        raise not_found(f"no region {code} in your area")
+    exists = conn.execute(
+        text("SELECT 1 FROM region r JOIN boundary_version v ON v.id = r.version_id "
+             "WHERE v.is_active AND r.code = :c"), {"c": code},
+    ).first()  # fmt: skip
+    if exists is None:
+        raise not_found(f"no region {code} in the active boundary version")
+    found = service.figures(conn, reach, code, start, end)
+    return RegionFigures(region=code, since=start, until=end, **found)

@@ -63,6 +63,7 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
         "url": f"/api/v1/incidents/{ctx['case']}/photos/{ctx['photo']}"
     },
     ("GET", "/api/v1/incident-classes"): {"url": "/api/v1/incident-classes"},
+    ("GET", "/api/v1/regions/{code}/figures"): {"url": f"/api/v1/regions/{GRID}/figures"},
 }  # fmt: skip
 
 

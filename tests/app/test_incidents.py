@@ -526,3 +526,42 @@ def test_the_catalogue_is_served(shared_client: TestClient) -> None:
     assert CLASS in codes and len([c for c in codes if c[0] in "PE"]) >= 40
     assert {c["code"][0] for c in classes} == {"P", "E", "S"}
     assert all(set(c["limits"]) == {"dispatch", "handle", "verify"} for c in classes)
+
+
+def test_region_figures_count_the_loop_and_its_rates(world) -> None:  # type: ignore[no-untyped-def]
+    closed = case_in(world, "verified")
+    assert do(world, closed, "close", "street_commander").status_code == 200
+    case_in(world, "reported")
+    rejected = case_in(world, "reported")
+    do(world, rejected, "reject", "street_commander")
+    reworked = case_in(world, "handled")
+    do(world, reworked, "rework", "gridworker")
+    late = case_in(world, "filed")
+    with world["engine"].begin() as conn:
+        conn.execute(text("UPDATE incident SET due_at = now() - interval '1 hour' WHERE id = :i"),
+                     {"i": late})  # fmt: skip
+    client, street = world["client"], GRID[:9]
+    got = client.get(f"/api/v1/regions/{street}/figures",
+                     headers=as_(world, "street_commander")).json()  # fmt: skip
+    counts, rates = got["counts"], got["rates"]
+    assert counts["reported"] == 5 and counts["filed"] == 3 and counts["not_filed"] == 1
+    assert counts["closed"] == 1 and counts["closed_on_time"] == 1 and counts["rework"] == 1
+    assert counts["handled"] == 2 and counts["overdue"] == 1 and counts["open"] == 3
+    assert rates == {"filing_rate": 0.6, "closing_rate": round(1 / 3, 4), "on_time_rate": 1.0,
+                     "rework_rate": 0.5}  # fmt: skip
+    district = client.get("/api/v1/regions/120106/figures", headers=as_(world, "planner")).json()
+    assert district["counts"] == counts
+    other = client.get("/api/v1/regions/120106002/figures", headers=as_(world, "admin")).json()
+    assert other["counts"]["reported"] == 0 and other["rates"]["filing_rate"] is None
+    yesterday = client.get(f"/api/v1/regions/{street}/figures", headers=as_(world, "admin"),
+                           params={"from": "2020-01-01", "to": "2020-01-02"}).json()  # fmt: skip
+    assert yesterday["counts"]["reported"] == 0
+    # Outside the caller's area, unknown, or a bad period: refused, naming the field.
+    hidden = client.get("/api/v1/regions/120106/figures", headers=as_(world, "street_commander"))
+    assert hidden.status_code == 404
+    assert client.get("/api/v1/regions/999/figures", headers=as_(world, "admin")).status_code == 404
+    for params, field in (({"from": "yesterday"}, "from"),
+                          ({"from": "2026-02-02", "to": "2026-02-01"}, "to")):  # fmt: skip
+        bad = client.get(f"/api/v1/regions/{street}/figures", headers=as_(world, "admin"),
+                         params=params)  # fmt: skip
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == field
