@@ -925,6 +925,9 @@ def setup() -> None:
     with engine.connect() as conn:
         active = boundary_service.active_version(conn)
         no_staff = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM staff)")).scalar_one()
+        no_departments = conn.execute(
+            text("SELECT NOT EXISTS (SELECT 1 FROM department)")
+        ).scalar_one()
     if active:
         counts = " / ".join(str(active.counts.get(lv, 0)) for lv in LEVELS)
         out.print(f"active boundary version {active.id} '{active.label}': {counts} regions")
@@ -933,6 +936,9 @@ def setup() -> None:
 
         made = identity.demo_gridworkers(engine)
         out.print(f"created {made} demo gridworkers, one per grid (一格一员)")
+    if active and no_departments:
+        from app.services import identity
+
         try:
             loaded = identity.load_departments(engine, DEMO_DEPARTMENTS)
             out.print(f"loaded {loaded} demo departments ({DEMO_DEPARTMENTS.name})")
@@ -957,11 +963,12 @@ def setup() -> None:
             out.print(f"created {len(made)} demo users, one per role (GRIDMAP_DEMO_USERS)")
         with engine.connect() as conn:
             no_cases = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM incident)")).scalar()
-        if no_cases:
+        if no_cases and settings.demo_days:
             started = time.perf_counter()
-            cases = demo_activity.load(engine, days=365)
+            cases = demo_activity.load(engine, days=settings.demo_days)
             took = time.perf_counter() - started
-            out.print(f"loaded a year of demo cases: {cases:,} in {took:.0f} s")
+            out.print(f"loaded {settings.demo_days} days of demo cases: {cases:,} in {took:.0f} s "
+                      "(GRIDMAP_DEMO_DAYS)")  # fmt: skip
     engine.dispose()
 
 

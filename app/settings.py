@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     )
     photo_max_bytes: int = Field(10 * 2**20, gt=0, description="Largest photo accepted.")
     photo_max_count: int = Field(9, ge=0, description="Most photos on one report.")
+    demo_days: int = Field(
+        365,
+        ge=0,
+        le=3660,
+        description="Days of demo cases `gridmap setup` loads into a database without cases "
+        "(with GRIDMAP_DEMO_USERS); 0: none.",
+    )
     session_hours: float = Field(
         12.0, gt=0, le=24 * 30, description="How long a web login's session cookie lasts."
     )

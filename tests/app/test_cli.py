@@ -155,13 +155,17 @@ def test_demo_city_generates_a_valid_bigger_city(cli_for, empty_db: str, tmp_pat
 
 def test_setup_loads_the_demo_into_an_empty_database_once(cli_for, empty_db: str) -> None:  # type: ignore[no-untyped-def]
     cli = cli_for(empty_db)
-    first = cli("setup")
+    week = {"GRIDMAP_DEMO_DAYS": "2"}
+    first = cli("setup", env=week)
     assert first.exit_code == 0, first.output
     assert "loaded the demo district" in first.output
     assert "1 / 10 / 123 / 992" in first.output
-    second = cli("setup")
+    assert "loaded 2 days of demo cases" in first.output
+    assert "created 9 demo users" in first.output
+    second = cli("setup", env=week)
     assert second.exit_code == 0
     assert "loaded the demo" not in second.output
+    assert "demo cases" not in second.output and "demo users" not in second.output
     assert _counts(empty_db)["boundary_version"] == 1
 
 
