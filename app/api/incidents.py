@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import Connection, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,6 +36,22 @@ ActionName = Literal[
 IncidentId = Annotated[int, Path(ge=1, le=2**62, examples=[1])]
 
 
+def _printable(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here
+    # (422 naming the field) rather than let the database fail.
+    if isinstance(value, str) and ("\x00" in value or not _encodable(value)):
+        raise ValueError("contains a NUL character or an invalid code point")
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class IncidentIn(BaseModel):
     lon: float = Field(examples=[117.163], json_schema_extra={"minimum": -180, "maximum": 180})
     lat: float = Field(examples=[39.17], json_schema_extra={"minimum": -90, "maximum": 90})
@@ -45,6 +61,8 @@ class IncidentIn(BaseModel):
     description: str = Field(min_length=1, max_length=4000)
     address: str | None = Field(None, max_length=500)
     contact: str | None = Field(None, max_length=200, description="A resident's phone or name")
+
+    _text = field_validator("crs", "class_code", "description", "address", "contact")(_printable)
 
 
 class ActionIn(BaseModel):
@@ -63,6 +81,8 @@ class ActionIn(BaseModel):
     expected_version: int | None = Field(
         None, description="Refuse (409) if the case changed since this version was read"
     )
+
+    _text = field_validator("note", "crs", "department")(_printable)
 
 
 class PhotoOut(BaseModel):

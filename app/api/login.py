@@ -107,6 +107,11 @@ def login(
     if request.headers.get("origin") is not None and not same_origin(request):
         problem = Problem(403, "cross-origin", "a login must come from this app's login page")
         return _refuse(request, lang, next_path, problem)
+    for name, value in (("username", username), ("password", password)):
+        if "\x00" in value:  # PostgreSQL text cannot hold it
+            problem = Problem(422, "invalid-parameter", f"{name}: contains a NUL character",
+                              field=name)  # fmt: skip
+            return _refuse(request, lang, next_path, problem)
     missing = [f for f, v in (("username", username), ("password", password)) if not v.strip()]
     if missing:
         problem = Problem(

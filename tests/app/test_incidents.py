@@ -207,6 +207,8 @@ def test_bad_photos_are_refused_and_nothing_is_kept(  # type: ignore[no-untyped-
         ({"lon": float("nan")}, "lon", ""),
         ({"description": ""}, "description", ""),
         ({"lon": None}, "lon", ""),
+        ({"class_code": "E01\x0001"}, "class_code", "NUL"),
+        ({"description": "a\udbebb"}, "description", "description"),
     ],
 )
 def test_bad_reports_are_refused_naming_the_field(world, change, field, words) -> None:  # type: ignore[no-untyped-def]
@@ -220,7 +222,7 @@ def test_bad_reports_are_refused_naming_the_field(world, change, field, words) -
     problem = refused.json()
     assert problem["errors"][0]["field"] == field
     assert words in problem["detail"]
-    if field == "class_code":
+    if words == "E01":
         assert problem["nearest_codes"] and all(
             c.startswith("E01") for c in problem["nearest_codes"][:1]
         )

@@ -106,6 +106,7 @@ def test_a_cookie_cannot_change_anything_from_another_origin(web, demo_users) ->
         ({"username": "", "password": "x"}, ["username"]),
         ({"username": "demo-admin"}, ["password"]),
         ({}, ["username", "password"]),
+        ({"username": "demo\x00admin", "password": "whatever1"}, ["username"]),
     ],
 )
 def test_missing_fields_are_named(web, data, fields) -> None:  # type: ignore[no-untyped-def]
