@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from app.api import auth, health, incidents, locate, login, pages, problems, regions, staff
+from app.api import auth, health, incidents, locate, login, open311, pages, problems, regions, staff
 from app.db.engine import database_url, make_engine
 from app.services.locate import LocateService
 from app.settings import Settings, get_settings
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(locate.router)
     app.include_router(staff.router)
     app.include_router(incidents.router)
+    app.include_router(open311.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

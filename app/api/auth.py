@@ -77,6 +77,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/incidents/{incident_id}/photos/{photo_id}"): "incidents:read",
     ("GET", "/api/v1/incident-classes"): "catalog:read",
     ("GET", "/api/v1/regions/{code}/figures"): "analytics:read",
+    ("GET", "/open311/v2/services.json"): "incidents:read",
+    ("GET", "/open311/v2/requests.json"): "incidents:read",
+    ("GET", "/open311/v2/requests/{service_request_id}.json"): "incidents:read",
+    ("POST", "/open311/v2/requests.json"): "incidents:report",
 }
 
 

@@ -64,6 +64,16 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/api/v1/incident-classes"): {"url": "/api/v1/incident-classes"},
     ("GET", "/api/v1/regions/{code}/figures"): {"url": f"/api/v1/regions/{GRID}/figures"},
+    ("GET", "/open311/v2/services.json"): {"url": "/open311/v2/services.json"},
+    ("GET", "/open311/v2/requests.json"): {"url": "/open311/v2/requests.json"},
+    ("GET", "/open311/v2/requests/{service_request_id}.json"): lambda ctx, role: {
+        "url": f"/open311/v2/requests/{ctx['case']}.json"
+    },
+    ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
+        "url": "/open311/v2/requests.json",
+        "data": {"service_code": "E0101", "lat": str(ctx["y"]), "long": str(ctx["x"]),
+                 "description": "matrix"},
+    },
 }  # fmt: skip
 
 
