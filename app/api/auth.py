@@ -27,7 +27,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy import text
 
-from app.api.deps import Conn
 from app.api.problems import MEDIA_TYPE, Problem, ProblemDetail
 from app.services import identity
 from app.services.identity import Principal
@@ -231,9 +230,13 @@ def current_principal(request: Request) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_principal)]
 
 
-def get_reach(conn: Conn, principal: CurrentUser) -> ScopeFilter:
-    """The principal's scope, for the one shared query filter."""
-    return scope_for(conn, principal)
+def get_reach(request: Request, principal: CurrentUser) -> ScopeFilter:
+    """The principal's scope, for the one shared query filter. Only a department officer's needs
+    the database (their department's subtree), so no connection is held for the others."""
+    if principal.role != "department_officer":
+        return ScopeFilter(principal.region_code)
+    with request.app.state.auth_engine.connect() as conn:
+        return scope_for(conn, principal)
 
 
 Reach = Annotated[ScopeFilter, Depends(get_reach)]

@@ -31,7 +31,9 @@ def database_url(settings: Settings) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # A request may hold two connections (its read snapshot and a write), so the pool keeps
+    # room for ~10 concurrent requests without opening and closing overflow connections.
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -317,12 +317,6 @@ def report_incident(
     if not report.description.strip():
         raise IncidentError(422, "invalid-parameter", "description: empty", "description")
     digest = report.digest(photos)
-    with engine.connect() as conn:
-        cls = get_class(conn, report.class_code)
-        if idempotency_key is not None:
-            found = _by_key(conn, principal.id, idempotency_key)
-            if found is not None:
-                return _replayed(found, digest)
     place = locate_point(locator, report)
     if not reach.allows(place["region"]):
         raise IncidentError(
@@ -330,9 +324,10 @@ def report_incident(
             f"the point lies in {place['region']}, outside your area {principal.region_code}",
             "lon",
         )  # fmt: skip
-    stored = [(*store_photo(photo_dir, p), p) for p in photos]
     at = now or dt.datetime.now(dt.UTC)
+    # One connection and one transaction: the class, the key, the case, its photos and history.
     with engine.begin() as conn:
+        cls = get_class(conn, report.class_code)
         if idempotency_key is not None:  # one at a time per key: a parallel retry waits here
             conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:k), :s)"),
@@ -341,6 +336,7 @@ def report_incident(
             found = _by_key(conn, principal.id, idempotency_key)
             if found is not None:
                 return _replayed(found, digest)
+        stored = [(*store_photo(photo_dir, p), p) for p in photos]
         incident_id = conn.execute(
             text(
                 """
