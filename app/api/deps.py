@@ -105,3 +105,21 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     if x0 >= x1 or y0 >= y1:
         raise invalid("bbox", "min_lon must be below max_lon and min_lat below max_lat")
     return (x0, y0, x1, y1)
+
+
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def parse_moment(value: str | None, field: str) -> dt.datetime | None:
+    """ISO 8601; a bare date is that day's midnight and a time without offset is Beijing time."""
+    if value is None:
+        return None
+    try:
+        moment = (
+            dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+            if len(value) == 10
+            else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        )
+    except ValueError:
+        raise invalid(field, f"{value!r} is not an ISO 8601 date or date-time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)

@@ -15,7 +15,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.auth import CurrentUser, Reach
-from app.api.deps import BBOX_PATTERN, Conn, decode_cursor, encode_cursor, parse_bbox
+from app.api.deps import (
+    BBOX_PATTERN,
+    SHANGHAI,
+    Conn,
+    decode_cursor,
+    encode_cursor,
+    parse_bbox,
+    parse_moment,
+)
 from app.api.problems import Problem, invalid, not_found, problem_responses
 from app.services import incidents as service
 from app.services.incidents import IncidentError, Photo, Report, scope_sql
@@ -579,24 +587,6 @@ class RegionFigures(BaseModel):
     rates: FigureRates
 
 
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
-
-
-def _moment(value: str | None, field: str, default: dt.datetime) -> dt.datetime:
-    """A bare date is that day's midnight in Beijing time; a time without offset too."""
-    if value is None:
-        return default
-    try:
-        moment = (
-            dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
-            if len(value) == 10
-            else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        )
-    except ValueError:
-        raise invalid(field, f"{value!r} is not an ISO 8601 date or date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
-
-
 @router.get("/regions/{code}/figures", response_model=RegionFigures)
 def region_figures(
     code: Annotated[str, Path(max_length=32, pattern=r"^\d+$", examples=["120106001"])],
@@ -615,8 +605,8 @@ def region_figures(
     time, overdue, rework — and the rates 立案率, 结案率, 按期结案率, 返工率, for cases reported in
     the period (dates are Beijing days). A region outside the caller's area is a 404."""
     now = dt.datetime.now(SHANGHAI)
-    start = _moment(since, "from", now.replace(hour=0, minute=0, second=0, microsecond=0))
-    end = _moment(until, "to", now)
+    start = parse_moment(since, "from") or now.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = parse_moment(until, "to") or now
     if end <= start:
         raise invalid("to", "must be after from")
     if reach.departments is None and not reach.allows(code):

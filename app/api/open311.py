@@ -39,7 +39,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from app.api.auth import CurrentUser, Reach
-from app.api.deps import BBOX_PATTERN, Conn, decode_cursor, encode_cursor, parse_bbox
+from app.api.deps import (
+    BBOX_PATTERN,
+    Conn,
+    decode_cursor,
+    encode_cursor,
+    parse_bbox,
+    parse_moment,
+)
 from app.api.problems import (
     MEDIA_TYPE,
     Problem,
@@ -56,7 +63,6 @@ MAX_BODY = 64 * 1024  # bytes: a GeoReport request is a few short fields
 MAX_IDS = 1000
 MAX_ID = 2**62
 DEFAULT_DAYS = 90  # GeoReport: without start_date and end_date, the most recent 90 days
-SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 OPTIONAL = ("address_string", "email", "phone", "first_name", "last_name", "media_url")
 # Native field names → GeoReport's, in errors raised by the shared intake.
@@ -280,21 +286,6 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def _moment(value: str | None, field: str) -> dt.datetime | None:
-    """ISO 8601; a bare date is that day's midnight and a time without offset is Beijing time."""
-    if value is None:
-        return None
-    try:
-        moment = (
-            dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
-            if len(value) == 10
-            else dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        )
-    except ValueError:
-        raise invalid(field, f"{value!r} is not an ISO 8601 date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
-
-
 def _ids(value: str) -> list[int]:
     ids = [int(v) for v in value.split(",")]
     if len(ids) > MAX_IDS:
@@ -435,7 +426,7 @@ def list_requests(
         if service_code is not None:
             where.append("i.class_code = ANY(:codes)")
             params["codes"] = _codes(conn, service_code)
-        start, end = _moment(start_date, "start_date"), _moment(end_date, "end_date")
+        start, end = parse_moment(start_date, "start_date"), parse_moment(end_date, "end_date")
         if start is not None and end is not None and end < start:
             raise invalid("end_date", "must not be before start_date")
         if start is None and end is None:
