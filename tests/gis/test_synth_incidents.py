@@ -314,9 +314,3 @@ def test_step_durations_are_realistic_and_right_skewed(year):
     assert verify.median() < pd.Timedelta(hours=6)
     whole = (year["closed_at"] - year["reported_at"]).dropna()
     assert whole.max() < pd.Timedelta(days=14)
-
-
-def test_a_year_at_hongqiao_volume_is_quick(year_run):
-    _, seconds = year_run
-    print(f"365 days x {PER_DAY:.0f}/day over 992 grids: {seconds:.2f} s")
-    assert seconds < 15.0
