@@ -205,36 +205,29 @@ def _refuse(exc: IncidentError) -> Problem:
     return Problem(exc.status, exc.kind, exc.detail, **extra)
 
 
+# One round trip for a case with its photos and history (the JSON is built by PostgreSQL).
 _CASE_SQL = """
 SELECT i.*, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, c.name_zh AS class_name,
-       (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue
+       (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue,
+       (SELECT coalesce(json_agg(json_build_object('id', p.id, 'sha256', p.sha256,
+                'content_type', p.content_type, 'bytes', p.bytes) ORDER BY p.id), '[]')
+        FROM incident_photo p WHERE p.incident_id = i.id) AS photo_list,
+       (SELECT coalesce(json_agg(json_build_object('at', h.at, 'actor', h.actor_name,
+                'role', h.actor_role, 'action', h.action, 'from_status', h.from_status,
+                'to_status', h.to_status, 'note', h.note, 'lon', ST_X(h.geom),
+                'lat', ST_Y(h.geom), 'data', h.data) ORDER BY h.id), '[]')
+        FROM incident_history h WHERE h.incident_id = i.id) AS history_list
 FROM incident i JOIN incident_class c ON c.code = i.class_code
 """
 
 
-def read_case(
-    conn: Connection, reach: Any, incident_id: int, principal: Any, *, full: bool = True
-) -> IncidentOut:
+def read_case(conn: Connection, reach: Any, incident_id: int, principal: Any) -> IncidentOut:
     row = conn.execute(
         text(f"{_CASE_SQL} WHERE i.id = :id AND {scope_sql(reach)}"),
         {**reach.params, "id": incident_id},
     ).mappings().first()  # fmt: skip
     if row is None:
         raise not_found(f"no incident {incident_id}")
-    photos = conn.execute(
-        text("SELECT id, sha256, content_type, bytes FROM incident_photo WHERE incident_id = :i "
-             "ORDER BY id"), {"i": incident_id},
-    ).mappings().all()  # fmt: skip
-    history = []
-    if full:
-        history = conn.execute(
-            text(
-                "SELECT at, actor_name AS actor, actor_role AS role, action, from_status, "
-                "to_status, note, ST_X(geom) AS lon, ST_Y(geom) AS lat, data "
-                "FROM incident_history WHERE incident_id = :i ORDER BY id"
-            ),
-            {"i": incident_id},
-        ).mappings().all()  # fmt: skip
     return IncidentOut(
         **{
             k: row[k]
@@ -247,9 +240,10 @@ def read_case(
             row["status"], principal.role, extension_pending=row["extension_request"] is not None
         ),
         photos=[
-            PhotoOut(**p, url=f"/api/v1/incidents/{incident_id}/photos/{p['id']}") for p in photos
+            PhotoOut(**p, url=f"/api/v1/incidents/{incident_id}/photos/{p['id']}")
+            for p in row["photo_list"]
         ],
-        history=[HistoryOut(**h) for h in history],
+        history=[HistoryOut(**h) for h in row["history_list"]],
     )
 
 
