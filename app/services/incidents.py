@@ -431,6 +431,9 @@ def duplicates(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
             WHERE i.id = :id AND o.status <> ALL(:terminal)
               AND abs(extract(epoch FROM o.reported_at - i.reported_at))
                   <= c.duplicate_window_h * 3600
+              -- degrees first, so the GiST index is used (a metre is under 1.7e-5 deg of
+              -- longitude up to 54 deg N, all of China), then metres on the sphere
+              AND ST_DWithin(o.geom, i.geom, c.duplicate_radius_m * 1.7e-5)
               AND ST_DWithin(o.geom::geography, i.geom::geography, c.duplicate_radius_m)
             ORDER BY distance_m, o.id LIMIT 10
             """
