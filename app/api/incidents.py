@@ -24,7 +24,7 @@ from app.api.deps import (
     parse_bbox,
     parse_moment,
 )
-from app.api.problems import Problem, invalid, not_found, problem_responses
+from app.api.problems import Problem, invalid, not_found, problem_responses, validation_problem
 from app.services import incidents as service
 from app.services.incidents import IncidentError, Photo, Report, scope_sql
 from app.services.scoping import ScopeFilter, prefix_pattern
@@ -299,12 +299,7 @@ async def _intake_body(request: Request, max_count: int) -> tuple[IncidentIn, li
     try:
         return IncidentIn.model_validate(raw), photos
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise Problem(422, "invalid-parameter", detail, errors=errors) from None
+        raise validation_problem(exc.errors(), whole="body") from None
 
 
 @router.post(

@@ -55,6 +55,7 @@ from app.api.problems import (
     not_found,
     problem_response,
     problem_responses,
+    validation_problem,
 )
 from app.services import incidents as service
 from app.services.incidents import IncidentError, Report, scope_sql
@@ -522,12 +523,7 @@ async def _body(request: Request) -> RequestIn:
     try:  # JSON as typed (a number is a number); form fields are all text, parsed leniently
         return RequestIn.model_validate(data, strict=kind == "application/json")
     except ValidationError as exc:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        raise Problem(422, "invalid-parameter", detail, errors=errors) from None
+        raise validation_problem(exc.errors(), whole="body") from None
 
 
 def _refuse(exc: IncidentError) -> Problem:

@@ -113,9 +113,17 @@ def problem_response(problem: Problem, request: Request) -> JSONResponse:
     )
 
 
-def _field(loc: tuple[Any, ...]) -> str:
+def _field(loc: tuple[Any, ...], whole: str = "request") -> str:
     parts = [str(p) for p in loc if p not in ("query", "path", "body", "header", "cookie")]
-    return ".".join(parts) or "request"
+    return ".".join(parts) or whole
+
+
+def validation_problem(errors: Any, whole: str = "request") -> Problem:
+    """422 naming every invalid field, from pydantic's or FastAPI's error list (``whole``: the
+    name for an error about the input as a whole)."""
+    fields = [{"field": _field(tuple(e["loc"]), whole), "message": e["msg"]} for e in errors]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in fields)
+    return Problem(422, "invalid-parameter", detail, errors=fields)
 
 
 def install(app: FastAPI) -> None:
@@ -125,10 +133,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        problem = Problem(422, "invalid-parameter", detail, errors=errors)
-        return problem_response(problem, request)
+        return problem_response(validation_problem(exc.errors()), request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
