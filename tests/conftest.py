@@ -43,6 +43,16 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def point_inside(conn: Any, code: str) -> tuple[float, float]:
+    """A CGCS2000 point well inside a region of the active boundary version."""
+    row = conn.execute(
+        text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM region r "
+             "JOIN boundary_version v ON v.id = r.version_id AND v.is_active "
+             "WHERE r.code = :c) s"), {"c": code},
+    ).one()  # fmt: skip
+    return float(row[0]), float(row[1])
+
+
 def private_tmpdir(prefix: str) -> Path:
     """A temporary directory the cluster's unprivileged OS user can reach (pytest's own
     tmp_path lives under a 0700 directory when run as root)."""

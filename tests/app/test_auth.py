@@ -19,7 +19,7 @@ from sqlalchemy import text
 from app.api.auth import PUBLIC, ROUTE_ACTIONS, route_keys
 from app.db.engine import make_engine
 from app.services import identity
-from tests.conftest import bearer
+from tests.conftest import bearer, point_inside
 
 GRID = "120106001001001"  # the demo users' first grid: inside every demo user's home region
 POINT = {"lon": 117.15, "lat": 39.17}
@@ -187,10 +187,7 @@ def _matrix_context(client: TestClient, demo_db: str, demo_users: dict[str, Any]
     dispatched to the demo department officer's department."""
     engine = make_engine(demo_db)
     with engine.connect() as conn:
-        x, y = conn.execute(
-            text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM region "
-                 "WHERE code = :c) s"), {"c": GRID},
-        ).one()  # fmt: skip
+        x, y = point_inside(conn, GRID)
     engine.dispose()
     admin = bearer(demo_users["admin"]["token"])
     department = demo_users["department_officer"]["department"]

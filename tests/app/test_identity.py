@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from app.db.engine import make_engine
 from app.services import identity
+from tests.conftest import point_inside
 
 
 def counts(url: str) -> tuple[int, int, int]:
@@ -196,10 +197,7 @@ def test_demo_departments_and_who_serves_a_point(cli_for, demo_db, tmp_path) -> 
     engine = make_engine(demo_db)
     with engine.connect() as conn:
         # A point inside a grid of street 120106004 (西沽): its police station first.
-        x, y = conn.execute(
-            text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM region "
-                 "WHERE code = '120106004002001') s")
-        ).one()  # fmt: skip
+        x, y = point_inside(conn, "120106004002001")
         police = identity.departments_covering(conn, x, y, kind="police")
         everyone = identity.departments_covering(conn, x, y)
     engine.dispose()

@@ -18,7 +18,7 @@ from app.db.engine import make_engine
 from app.services import identity
 from app.services import incidents as service
 from gis.crs import wgs84_to_gcj02
-from tests.conftest import bearer
+from tests.conftest import bearer, point_inside
 
 GRID = "120106001001001"  # inside every demo user's home region
 CLASS = "E0101"
@@ -26,22 +26,12 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 
 
-def inside(conn: Any, code: str = GRID) -> tuple[float, float]:
-    """A CGCS2000 point well inside a grid."""
-    row = conn.execute(
-        text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM region r "
-             "JOIN boundary_version v ON v.id = r.version_id AND v.is_active "
-             "WHERE r.code = :c) s"), {"c": code},
-    ).one()  # fmt: skip
-    return float(row[0]), float(row[1])
-
-
 @pytest.fixture
 def world(demo_db: str, client_for, demo_users) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     engine = make_engine(demo_db)
     with engine.connect() as conn:
-        x, y = inside(conn)
-        x2, y2 = inside(conn, "120106002001001")
+        x, y = point_inside(conn, GRID)
+        x2, y2 = point_inside(conn, "120106002001001")
     client = client_for(demo_db, token=None)
     yield {"engine": engine, "client": client, "users": demo_users, "point": (x, y),
            "other_street_point": (x2, y2)}  # fmt: skip
@@ -184,7 +174,7 @@ def test_bad_photos_are_refused_and_nothing_is_kept(  # type: ignore[no-untyped-
                         settings={"photo_max_bytes": 32 * 1024, "photo_max_count": 3})  # fmt: skip
     engine = make_engine(demo_db)
     with engine.connect() as conn:
-        x, y = inside(conn)
+        x, y = point_inside(conn, GRID)
     data = {"lon": str(x), "lat": str(y), "crs": "cgcs2000", "class_code": CLASS,
             "source": "patrol", "description": "x"}  # fmt: skip
     refused = client.post("/api/v1/incidents", data=data, files=files,

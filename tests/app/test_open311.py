@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from app.db.engine import make_engine
 from app.services import identity
-from tests.conftest import bearer
+from tests.conftest import bearer, point_inside
 
 GRID = "120106001001001"  # inside every demo user's home region
 OTHER_GRID = "120106002001001"  # another street
@@ -23,21 +23,11 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 200
 BASE = "/open311/v2"
 
 
-def inside(conn: Any, code: str) -> tuple[float, float]:
-    """A CGCS2000 point well inside a grid (posted as WGS84: the two agree to well under 1 m)."""
-    row = conn.execute(
-        text("SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM region r "
-             "JOIN boundary_version v ON v.id = r.version_id AND v.is_active "
-             "WHERE r.code = :c) s"), {"c": code},
-    ).one()  # fmt: skip
-    return float(row[0]), float(row[1])
-
-
 @pytest.fixture
 def world(demo_db: str, client_for, demo_users) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     engine = make_engine(demo_db)
     with engine.connect() as conn:
-        point, other = inside(conn, GRID), inside(conn, OTHER_GRID)
+        point, other = point_inside(conn, GRID), point_inside(conn, OTHER_GRID)
     yield {"engine": engine, "client": client_for(demo_db, token=None), "users": demo_users,
            "point": point, "other_point": other}  # fmt: skip
     engine.dispose()
