@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,7 +26,9 @@ from app.api.deps import (
 )
 from app.api.problems import Problem, invalid, not_found, problem_responses, validation_problem
 from app.services import incidents as service
+from app.services.identity import Principal
 from app.services.incidents import IncidentError, Photo, Report, scope_sql
+from app.services.locate import LocateService
 from app.services.scoping import ScopeFilter, prefix_pattern
 
 router = APIRouter(prefix="/api/v1", tags=["incidents"], responses=problem_responses(404, 422))
@@ -228,6 +230,12 @@ def read_case(conn: Connection, reach: Any, incident_id: int, principal: Any) ->
     ).mappings().first()  # fmt: skip
     if row is None:
         raise not_found(f"no incident {incident_id}")
+    return case_out(row, principal)
+
+
+def case_out(row: Any, principal: Any) -> IncidentOut:
+    """A case row as ``_CASE_SQL`` (or intake's statement) reads it, for ``principal``."""
+    incident_id = row["id"]
     return IncidentOut(
         **{
             k: row[k]
@@ -244,6 +252,7 @@ def read_case(conn: Connection, reach: Any, incident_id: int, principal: Any) ->
             for p in row["photo_list"]
         ],
         history=[HistoryOut(**h) for h in row["history_list"]],
+        possible_duplicates=[Duplicate(**d) for d in row.get("duplicate_list", ())],
     )
 
 
@@ -302,6 +311,29 @@ async def _intake_body(request: Request, max_count: int) -> tuple[IncidentIn, li
         raise validation_problem(exc.errors(), whole="body") from None
 
 
+def _intake(
+    engine: Engine,
+    locate: LocateService,
+    principal: Principal,
+    reach: ScopeFilter,
+    report: Report,
+    photos: list[Photo],
+    photo_dir: FilePath,
+    key: str | None,
+) -> tuple[IncidentOut, bool]:
+    """The case as intake's one statement read it back, or for a retry the first case now."""
+    taken = service.report_incident(
+        engine, locate, principal, reach, report, photos=photos, photo_dir=photo_dir,
+        idempotency_key=key,
+    )  # fmt: skip
+    if taken.case is not None:
+        return case_out(taken.case, principal), True
+    with engine.connect() as conn:
+        out = read_case(conn, reach, taken.id, principal)
+        out.possible_duplicates = [Duplicate(**d) for d in service.duplicates(conn, taken.id)]
+    return out, False
+
+
 @router.post(
     "/incidents",
     response_model=IncidentOut,
@@ -333,33 +365,23 @@ async def report(
     try:
         for i, photo in enumerate(photos):
             service.check_photo(photo, settings.photo_max_bytes, i)
-        incident_id, created = await run_in_threadpool(
-            service.report_incident,
+        out, created = await run_in_threadpool(
+            _intake,
             request.app.state.engine,
             request.app.state.locate,
             principal,
             reach,
             Report(**body.model_dump()),
-            photos=photos,
-            photo_dir=settings.photos,
-            idempotency_key=idempotency_key,
+            photos,
+            settings.photos,
+            idempotency_key,
         )
     except IncidentError as exc:
         raise _refuse(exc) from None
-
-    def answer() -> IncidentOut:
-        with request.app.state.engine.connect() as conn:
-            out = read_case(conn, reach, incident_id, principal)
-            out.possible_duplicates = [
-                Duplicate(**d) for d in service.duplicates(conn, incident_id)
-            ]
-            return out
-
-    out = await run_in_threadpool(answer)
     return JSONResponse(
         out.model_dump(mode="json"),
         status_code=201 if created else 200,
-        headers={"Location": f"/api/v1/incidents/{incident_id}"},
+        headers={"Location": f"/api/v1/incidents/{out.id}"},
     )
 
 
@@ -456,6 +478,30 @@ def list_incidents(
     return JSONResponse(page.model_dump(mode="json"))
 
 
+def _json_object(raw: tuple[str, ...], quoted: tuple[str, ...]) -> str:
+    """SQL concatenating a JSON object's text — about twice as fast as ``json_build_object`` on
+    10,000 rows, and no padding spaces. ``raw`` columns (numbers, booleans) print as PostgreSQL
+    prints them (float8 as the shortest exact digits, true/false); ``quoted`` ones go through
+    ``to_json``, which quotes and escapes them. NULL becomes null."""
+    parts = [
+        f"'{',' if i else ''}\"{key}\":', "
+        f"coalesce({key if key in raw else f'to_json({key})'}::text, 'null')"
+        for i, key in enumerate((*raw, *quoted))
+    ]
+    return f"concat('{{', {', '.join(parts)}, '}}')"
+
+
+_PROPERTIES = _json_object(
+    ("id", "out_of_area", "overdue"),
+    ("status", "class_code", "source", "grid_code", "street_code", "department_code",
+     "reported_at", "due_at"),
+)  # fmt: skip
+_FEATURE = (
+    'concat(\'{"type":"Feature","id":\', id, \',"geometry":{"type":"Point",'
+    f"\"coordinates\":[', lon, ',', lat, ']}},\"properties\":', {_PROPERTIES}, '}}')"
+)
+
+
 def _geojson(conn: Connection, where: list[str], params: dict[str, Any], limit: int) -> Response:
     """The FeatureCollection assembled by PostgreSQL: one text value, no per-row Python."""
     sql = f"""
@@ -463,16 +509,7 @@ def _geojson(conn: Connection, where: list[str], params: dict[str, Any], limit: 
     kept AS (SELECT * FROM page ORDER BY id DESC LIMIT {int(limit)})
     SELECT (SELECT count(*) FROM page) > {int(limit)} AS more,
            (SELECT min(id) FROM kept) AS last,
-           COALESCE(string_agg(json_build_object(
-               'type', 'Feature', 'id', id,
-               'geometry', json_build_object('type', 'Point', 'coordinates',
-                                             json_build_array(lon, lat)),
-               'properties', json_build_object(
-                   'id', id, 'status', status, 'class_code', class_code, 'source', source,
-                   'grid_code', grid_code, 'street_code', street_code,
-                   'out_of_area', out_of_area, 'department_code', department_code,
-                   'reported_at', reported_at, 'due_at', due_at, 'overdue', overdue)
-           )::text, ',' ORDER BY id DESC), '') AS features
+           COALESCE(string_agg({_FEATURE}, ',' ORDER BY id DESC), '') AS features
     FROM kept
     """
     row = conn.execute(text(sql), params).one()

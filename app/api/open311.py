@@ -539,16 +539,16 @@ def _refuse(exc: IncidentError) -> Problem:
 
 
 def _notice(place: Any, lang: str) -> str:
-    if place.out_of_area:
+    if place["out_of_area"]:
         return (
             "reported; outside every grid, kept for the district to assign"
             if lang == "en"
             else "已上报；不在任何网格内，待区指挥中心人工分派"
         )
     return (
-        f"reported on grid {place.grid_code}; awaiting filing"
+        f"reported on grid {place['grid_code']}; awaiting filing"
         if lang == "en"
-        else f"已上报，所在网格 {place.grid_code}，待立案"
+        else f"已上报，所在网格 {place['grid_code']}，待立案"
     )
 
 
@@ -587,7 +587,7 @@ async def create_request(
     )  # fmt: skip
     engine = request.app.state.engine
     try:
-        incident_id, created = await run_in_threadpool(
+        taken = await run_in_threadpool(
             service.report_incident, engine, request.app.state.locate, principal, reach, report,
             photo_dir=request.app.state.settings.photos, idempotency_key=idempotency_key,
         )  # fmt: skip
@@ -595,12 +595,19 @@ async def create_request(
         raise _refuse(exc) from None
 
     def place() -> Any:
+        if taken.case is not None:
+            return taken.case
         with engine.connect() as conn:
-            return conn.execute(
-                text("SELECT grid_code, out_of_area FROM incident WHERE id = :i"),
-                {"i": incident_id},
-            ).one()
+            return (
+                conn.execute(
+                    text("SELECT grid_code, out_of_area FROM incident WHERE id = :i"),
+                    {"i": taken.id},
+                )
+                .mappings()
+                .one()
+            )
 
+    incident_id, created = taken.id, taken.created
     made = RequestCreated(
         service_request_id=str(incident_id),
         service_notice=_notice(await run_in_threadpool(place), lang),

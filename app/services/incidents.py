@@ -294,6 +294,67 @@ def locate_point(locator: LocateService, report: Report) -> dict[str, Any]:
             "region": district, "out_of_area": True}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Intake:
+    """What intake answers: the case's id, whether this request made it (False: a retry with
+    the same key), and for a new case its row as ``_CASE_COLUMNS`` reads it (None on a retry)."""
+
+    id: int
+    created: bool
+    case: dict[str, Any] | None = None
+
+
+# Open cases of the same class within the class's radius and window of case ``i`` (class ``c``);
+# degrees first so the GiST index is used (a metre is under 1.7e-5 deg of longitude up to 54 deg
+# N, all of China), then metres on the sphere.
+_DUPLICATES_OF = """
+SELECT o.id, o.status, o.reported_at,
+       round(ST_Distance(o.geom::geography, i.geom::geography)::numeric, 1)::float AS distance_m
+FROM incident o
+WHERE o.class_code = i.class_code AND o.id <> i.id AND o.status <> ALL(:terminal)
+  AND abs(extract(epoch FROM o.reported_at - i.reported_at)) <= c.duplicate_window_h * 3600
+  AND ST_DWithin(o.geom, i.geom, c.duplicate_radius_m * 1.7e-5)
+  AND ST_DWithin(o.geom::geography, i.geom::geography, c.duplicate_radius_m)
+ORDER BY distance_m, o.id LIMIT 10
+"""
+
+# Intake in one round trip: the case (unless its key was used), its first history row, and the
+# case read back with its possible duplicates. No row: an unknown class, or the key's retry.
+_INTAKE_SQL = f"""
+WITH c AS (
+    SELECT code, name_zh, duplicate_radius_m, duplicate_window_h FROM incident_class
+    WHERE code = :cls
+), i AS (
+    INSERT INTO incident (status, class_code, source, description, address, geom, input_lon,
+        input_lat, input_crs, grid_code, community_code, street_code, district_code,
+        region_code, boundary_version_id, out_of_area, reporter_id, reporter_contact,
+        reported_at, idempotency_key, request_hash)
+    SELECT 'reported', c.code, :source, :description, :address,
+        ST_SetSRID(ST_MakePoint(:x, :y), 4490), :lon, :lat, :crs, :grid, :community, :street,
+        :district, :region, :version, :out, :reporter, :contact, :at, :key, :hash
+    FROM c
+    ON CONFLICT (reporter_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING *
+), h AS (
+    INSERT INTO incident_history (incident_id, at, actor_id, actor_name, actor_role, action,
+        from_status, to_status, note, geom, data)
+    SELECT i.id, :at, :reporter, :actor, :role, 'report', NULL, 'reported', '', i.geom,
+        CAST(:data AS jsonb)
+    FROM i
+    RETURNING *
+)
+SELECT i.*, ST_X(i.geom) AS lon, ST_Y(i.geom) AS lat, c.name_zh AS class_name,
+       (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue, '[]'::json AS photo_list,
+       json_build_array(json_build_object('at', h.at, 'actor', h.actor_name,
+           'role', h.actor_role, 'action', h.action, 'from_status', h.from_status,
+           'to_status', h.to_status, 'note', h.note, 'lon', ST_X(h.geom), 'lat', ST_Y(h.geom),
+           'data', h.data)) AS history_list,
+       (SELECT coalesce(json_agg(d ORDER BY d.distance_m, d.id), '[]')
+        FROM ({_DUPLICATES_OF}) d) AS duplicate_list
+FROM i, c, h
+"""
+
+
 def report_incident(
     engine: Engine,
     locator: LocateService,
@@ -305,10 +366,10 @@ def report_incident(
     photo_dir: Path,
     idempotency_key: str | None = None,
     now: dt.datetime | None = None,
-) -> tuple[int, bool]:
-    """Take a report in: locate it, store it (with its photos) and its first history row.
-    Returns (id, created); a retry with the same idempotency key and body returns the first
-    case (created False); the same key with another body is refused (409)."""
+) -> Intake:
+    """Take a report in: locate it, store it (with its photos) and its first history row, and
+    read it back with its possible duplicates. A retry with the same idempotency key and body
+    answers the first case (created False); the same key with another body is refused (409)."""
     if report.source not in SOURCES:
         raise IncidentError(
             422, "invalid-parameter",
@@ -325,53 +386,48 @@ def report_incident(
             "lon",
         )  # fmt: skip
     at = now or dt.datetime.now(dt.UTC)
-    # One connection and one transaction: the class, the key, the case, its photos and history.
+    data = {"source": report.source, "out_of_area": place["out_of_area"]}
+    # One transaction; a parallel retry with the same key waits on the unique index until the
+    # first commits, then inserts nothing and answers the first case.
     with engine.begin() as conn:
-        cls = get_class(conn, report.class_code)
-        if idempotency_key is not None:  # one at a time per key: a parallel retry waits here
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtext(:k), :s)"),
-                {"k": idempotency_key, "s": principal.id},
-            )
-            found = _by_key(conn, principal.id, idempotency_key)
-            if found is not None:
-                return _replayed(found, digest)
-        stored = [(*store_photo(photo_dir, p), p) for p in photos]
-        incident_id = conn.execute(
-            text(
-                """
-                INSERT INTO incident (status, class_code, source, description, address, geom,
-                    input_lon, input_lat, input_crs, grid_code, community_code, street_code,
-                    district_code, region_code, boundary_version_id, out_of_area, reporter_id,
-                    reporter_contact, reported_at, idempotency_key, request_hash)
-                VALUES ('reported', :cls, :source, :description, :address,
-                    ST_SetSRID(ST_MakePoint(:x, :y), 4490), :lon, :lat, :crs, :grid, :community,
-                    :street, :district, :region, :version, :out, :reporter, :contact, :at, :key,
-                    :hash)
-                RETURNING id
-                """
-            ),
-            {"cls": cls["code"], "source": report.source, "description": report.description,
-             "address": report.address, "x": place["x"], "y": place["y"], "lon": report.lon,
-             "lat": report.lat, "crs": place["crs"], "grid": place["grid"],
-             "community": place["community"], "street": place["street"],
+        row = conn.execute(
+            text(_INTAKE_SQL),
+            {"cls": report.class_code, "source": report.source,
+             "description": report.description, "address": report.address, "x": place["x"],
+             "y": place["y"], "lon": report.lon, "lat": report.lat, "crs": place["crs"],
+             "grid": place["grid"], "community": place["community"], "street": place["street"],
              "district": place["district"], "region": place["region"],
              "version": place["version"], "out": place["out_of_area"], "reporter": principal.id,
-             "contact": report.contact, "at": at, "key": idempotency_key, "hash": digest},
-        ).scalar_one()  # fmt: skip
-        for digest_i, path, photo in stored:
-            conn.execute(
-                text(
-                    "INSERT INTO incident_photo (incident_id, sha256, content_type, bytes, path, "
-                    "uploaded_by) VALUES (:i, :h, :t, :n, :p, :u)"
-                ),
-                {"i": incident_id, "h": digest_i, "t": photo.content_type,
-                 "n": len(photo.content), "p": str(path), "u": principal.id},
-            )  # fmt: skip
-        _history(conn, incident_id, principal, "report", None, "reported", "", at,
-                 (place["x"], place["y"]), {"source": report.source,
-                                            "out_of_area": place["out_of_area"]})  # fmt: skip
-    return incident_id, True
+             "actor": principal.name, "role": principal.role, "contact": report.contact,
+             "at": at, "key": idempotency_key, "hash": digest, "data": json.dumps(data),
+             "terminal": list(TERMINAL)},
+        ).mappings().first()  # fmt: skip
+        if row is None:
+            key = idempotency_key
+            found = None if key is None else _by_key(conn, principal.id, key)
+            if found is None:
+                get_class(conn, report.class_code)  # raises the 422 with the nearest codes
+                raise RuntimeError("intake inserted nothing for a known class")
+            return _replayed(found, digest)
+        case = dict(row)
+        case["photo_list"] = [_store(conn, case["id"], principal, photo_dir, p) for p in photos]
+    return Intake(case["id"], True, case)
+
+
+def _store(
+    conn: Connection, incident_id: int, who: Principal, photo_dir: Path, photo: Photo
+) -> dict[str, Any]:
+    digest, path = store_photo(photo_dir, photo)
+    photo_id = conn.execute(
+        text(
+            "INSERT INTO incident_photo (incident_id, sha256, content_type, bytes, path, "
+            "uploaded_by) VALUES (:i, :h, :t, :n, :p, :u) RETURNING id"
+        ),
+        {"i": incident_id, "h": digest, "t": photo.content_type, "n": len(photo.content),
+         "p": str(path), "u": who.id},
+    ).scalar_one()  # fmt: skip
+    return {"id": photo_id, "sha256": digest, "content_type": photo.content_type,
+            "bytes": len(photo.content)}  # fmt: skip
 
 
 def _by_key(conn: Connection, reporter: int, key: str) -> Any:
@@ -383,14 +439,14 @@ def _by_key(conn: Connection, reporter: int, key: str) -> Any:
     ).first()
 
 
-def _replayed(found: Any, digest: str) -> tuple[int, bool]:
+def _replayed(found: Any, digest: str) -> Intake:
     if found.request_hash != digest:
         raise IncidentError(
             409, "idempotency-key-reused",
             f"this Idempotency-Key already made case {found.id} from a different request",
             "Idempotency-Key", incident_id=found.id,
         )  # fmt: skip
-    return found.id, False
+    return Intake(found.id, False)
 
 
 def _history(
@@ -422,21 +478,8 @@ def duplicates(conn: Connection, incident_id: int) -> list[dict[str, Any]]:
     """Open cases of the same class within the class's radius and window of this one."""
     rows = conn.execute(
         text(
-            """
-            SELECT o.id, o.status, o.reported_at,
-                   round(ST_Distance(o.geom::geography, i.geom::geography)::numeric, 1)::float
-                       AS distance_m
-            FROM incident i JOIN incident_class c ON c.code = i.class_code
-            JOIN incident o ON o.class_code = i.class_code AND o.id <> i.id
-            WHERE i.id = :id AND o.status <> ALL(:terminal)
-              AND abs(extract(epoch FROM o.reported_at - i.reported_at))
-                  <= c.duplicate_window_h * 3600
-              -- degrees first, so the GiST index is used (a metre is under 1.7e-5 deg of
-              -- longitude up to 54 deg N, all of China), then metres on the sphere
-              AND ST_DWithin(o.geom, i.geom, c.duplicate_radius_m * 1.7e-5)
-              AND ST_DWithin(o.geom::geography, i.geom::geography, c.duplicate_radius_m)
-            ORDER BY distance_m, o.id LIMIT 10
-            """
+            "SELECT d.* FROM incident i JOIN incident_class c ON c.code = i.class_code, "
+            f"LATERAL ({_DUPLICATES_OF}) d WHERE i.id = :id"
         ),
         {"id": incident_id, "terminal": list(TERMINAL)},
     ).mappings()

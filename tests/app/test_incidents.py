@@ -125,6 +125,33 @@ def test_a_retry_with_the_same_key_makes_no_second_case(world) -> None:  # type:
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
+def test_retries_sent_at_once_make_one_case(world) -> None:  # type: ignore[no-untyped-def]
+    # A phone on a flaky network resends before the first answer arrives.
+    x, y = world["point"]
+    body = {"lon": x, "lat": y, "crs": "cgcs2000", "class_code": CLASS, "source": "patrol",
+            "description": "sent four times"}  # fmt: skip
+    headers = {**as_(world, "gridworker"), "Idempotency-Key": "phone-9-burst"}
+    barrier = threading.Barrier(4)
+    answers: list[tuple[int, int]] = []
+
+    def send() -> None:
+        barrier.wait()
+        got = world["client"].post("/api/v1/incidents", json=body, headers=headers)
+        answers.append((got.status_code, got.json()["id"]))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(status for status, _ in answers) == [200, 200, 200, 201]
+    assert len({case for _, case in answers}) == 1
+    with world["engine"].connect() as conn:
+        cases = conn.execute(text("SELECT count(*) FROM incident")).scalar_one()
+        rows = conn.execute(text("SELECT count(*) FROM incident_history")).scalar_one()
+    assert (cases, rows) == (1, 1)
+
+
 def test_photos_are_stored_with_their_checksum_and_served_in_scope(world, tmp_path) -> None:  # type: ignore[no-untyped-def]
     x, y = world["point"]
     data = {"lon": str(x), "lat": str(y), "crs": "cgcs2000", "class_code": CLASS,
@@ -504,6 +531,21 @@ def test_listing_filters_pages_and_geojson(world) -> None:  # type: ignore[no-un
     feature = fc["features"][0]
     assert feature["geometry"]["coordinates"] == pytest.approx([x, y])
     assert feature["properties"]["grid_code"] == GRID
+    # Every feature says what the JSON listing says of that case (PostgreSQL writes the text),
+    # also of a dispatched one (its department and deadline).
+    case_in(world, "dispatched")
+    whole = client.get("/api/v1/incidents", params={"format": "geojson"}, headers=admin).json()
+    items = client.get("/api/v1/incidents", headers=admin).json()["items"]
+    stamps = ("reported_at", "due_at")
+
+    def same(case: dict) -> dict:  # type: ignore[type-arg]
+        return {k: (dt.datetime.fromisoformat(v) if k in stamps and v else v)
+                for k, v in case.items() if k not in ("lon", "lat")}  # fmt: skip
+
+    assert [same(f["properties"]) for f in whole["features"]] == [same(i) for i in items]
+    assert [f["geometry"]["coordinates"] for f in whole["features"]] == [
+        [i["lon"], i["lat"]] for i in items
+    ]
     far = f"{x + 0.01},{y + 0.01},{x + 0.02},{y + 0.02}"
     empty = client.get("/api/v1/incidents", params={"format": "geojson", "bbox": far},
                        headers=admin).json()  # fmt: skip
