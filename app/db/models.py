@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gis.codes import LEVELS
@@ -352,3 +352,216 @@ class IncidentLink(Base):
         ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(String(16))
+
+
+class WhistleSituation(Base):
+    """A call situation (吹哨情形): its class, default grade and the departments it calls."""
+
+    __tablename__ = "whistle_situation"
+
+    code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    class_key: Mapped[str] = mapped_column(String(16))
+    class_code: Mapped[str] = mapped_column(String(2))
+    class_name_zh: Mapped[str] = mapped_column(Text)
+    class_name_en: Mapped[str] = mapped_column(Text)
+    name_zh: Mapped[str] = mapped_column(Text)
+    name_en: Mapped[str] = mapped_column(Text)
+    grade: Mapped[str] = mapped_column(String(8))
+    lead: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    co: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    members: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+
+
+class Whistle(Base):
+    """A whistle (吹哨): a street, community or the district summoning who owns a problem."""
+
+    __tablename__ = "whistle"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    situation_code: Mapped[str] = mapped_column(ForeignKey("whistle_situation.code"))
+    grade: Mapped[str] = mapped_column(String(8))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, server_default="")
+    region_code: Mapped[str] = mapped_column(String(32))
+    place: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=False))
+    place_point: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    community_code: Mapped[str | None] = mapped_column(String(32))
+    street_code: Mapped[str | None] = mapped_column(String(32))
+    district_code: Mapped[str | None] = mapped_column(String(32))
+    boundary_version_id: Mapped[int | None] = mapped_column(ForeignKey("boundary_version.id"))
+    blown_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    blown_at: Mapped[dt.datetime] = mapped_column(_TS)
+    report_due_at: Mapped[dt.datetime] = mapped_column(_TS)
+    resolve_due_at: Mapped[dt.datetime] = mapped_column(_TS)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("whistle.id"))
+    feedback: Mapped[str | None] = mapped_column(String(24))
+    feedback_score: Mapped[float | None] = mapped_column(Float)
+    feedback_note: Mapped[str | None] = mapped_column(Text)
+    report_overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    resolve_overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+
+    __table_args__ = (
+        Index("whistle_place", "place_point", postgresql_using="gist"),
+        Index("whistle_region", "region_code", "id"),
+        Index("whistle_street", "street_code", "id"),
+        Index("whistle_status", "status"),
+        Index("whistle_blown_at", "blown_at"),
+        Index("whistle_parent", "parent_id"),
+        Index("whistle_idempotency", "blown_by", "idempotency_key", unique=True,
+              postgresql_where="idempotency_key IS NOT NULL"),
+    )  # fmt: skip
+
+
+class WhistleIncident(Base):
+    """The cases a whistle was blown for."""
+
+    __tablename__ = "whistle_incident"
+
+    whistle_id: Mapped[int] = mapped_column(
+        ForeignKey("whistle.id", ondelete="CASCADE"), primary_key=True
+    )
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True
+    )
+
+    __table_args__ = (Index("whistle_incident_incident", "incident_id"),)
+
+
+class WhistleParty(Base):
+    """An addressee of a whistle — a department, or for a community whistle a grid member —
+    as lead (主办), co-handler (协办) or notified (知会), with its report (报到) record."""
+
+    __tablename__ = "whistle_party"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    whistle_id: Mapped[int] = mapped_column(ForeignKey("whistle.id", ondelete="CASCADE"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    role: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(16), server_default="addressed")
+    addressed_at: Mapped[dt.datetime] = mapped_column(_TS)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    arrived_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    checkin: Mapped[Any | None] = mapped_column(
+        Geometry("POINT", srid=SRID, spatial_index=False), nullable=True
+    )
+    checkin_distance_m: Mapped[float | None] = mapped_column(Float)
+    checkin_far: Mapped[bool | None] = mapped_column(Boolean)
+    done_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    report_overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    resolve_overdue: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+    __table_args__ = (
+        CheckConstraint("num_nonnulls(department_id, staff_id) = 1", name="one_addressee"),
+        UniqueConstraint("whistle_id", "department_id"),
+        UniqueConstraint("whistle_id", "staff_id"),
+        Index("whistle_party_department", "department_id"),
+        Index("whistle_party_staff", "staff_id"),
+    )
+
+
+class WhistleHistory(Base):
+    """One step of a whistle (append-only: a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "whistle_history"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    whistle_id: Mapped[int] = mapped_column(ForeignKey("whistle.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(_TS)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    actor_name: Mapped[str] = mapped_column(Text)
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    party_id: Mapped[int | None] = mapped_column(ForeignKey("whistle_party.id"))
+    note: Mapped[str] = mapped_column(Text, server_default="")
+    geom: Mapped[Any | None] = mapped_column(
+        Geometry("POINT", srid=SRID, spatial_index=False), nullable=True
+    )
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("whistle_history_whistle", "whistle_id", "id"),)
+
+
+class WhistlePhoto(Base):
+    """A photo of a whistle's progress, stored on disk by its SHA-256 like case photos."""
+
+    __tablename__ = "whistle_photo"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    whistle_id: Mapped[int] = mapped_column(ForeignKey("whistle.id", ondelete="CASCADE"))
+    history_id: Mapped[int | None] = mapped_column(ForeignKey("whistle_history.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(Text)
+    uploaded_at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+    uploaded_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+
+    __table_args__ = (Index("whistle_photo_whistle", "whistle_id"),)
+
+
+class Supervision(Base):
+    """A supervision record (督办) of the district supervision office: one per overdue step."""
+
+    __tablename__ = "supervision"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    whistle_id: Mapped[int] = mapped_column(ForeignKey("whistle.id", ondelete="CASCADE"))
+    party_id: Mapped[int | None] = mapped_column(ForeignKey("whistle_party.id"))
+    step: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[dt.datetime] = mapped_column(_TS)
+    opened_at: Mapped[dt.datetime] = mapped_column(_TS)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    note: Mapped[str] = mapped_column(Text, server_default="")
+
+    __table_args__ = (
+        Index("supervision_once", "whistle_id", "party_id", "step", unique=True,
+              postgresql_nulls_not_distinct=True),
+    )  # fmt: skip
+
+
+class Notification(Base):
+    """A message to a role within a region's subtree, or to a department's officers."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(_TS)
+    whistle_id: Mapped[int | None] = mapped_column(ForeignKey("whistle.id", ondelete="CASCADE"))
+    supervision_id: Mapped[int | None] = mapped_column(ForeignKey("supervision.id"))
+    recipient_role: Mapped[str | None] = mapped_column(String(32))
+    recipient_region: Mapped[str | None] = mapped_column(String(32))
+    recipient_department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, server_default="")
+
+    __table_args__ = (
+        Index("notification_region", "recipient_region", "id"),
+        Index("notification_department", "recipient_department_id", "id"),
+    )
+
+
+class StreetRating(Base):
+    """A street's perceived-service rating of a department for a period: its deductions."""
+
+    __tablename__ = "street_rating"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    period: Mapped[str] = mapped_column(String(16))
+    street_code: Mapped[str] = mapped_column(String(32))
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"))
+    deductions: Mapped[list[Any]] = mapped_column(JSONB, server_default="[]")
+    rated_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    rated_at: Mapped[dt.datetime] = mapped_column(_TS)
+
+    __table_args__ = (UniqueConstraint("period", "street_code", "department_id"),)

@@ -13,6 +13,8 @@ OURS = {
     "boundary_version", "boundary_activation", "region", "region_subdivided",
     "department", "staff", "grid_assignment", "access_token", "login_attempt",
     "incident_class", "incident", "incident_history", "incident_photo", "incident_link",
+    "whistle_situation", "whistle", "whistle_incident", "whistle_party", "whistle_history",
+    "whistle_photo", "supervision", "notification", "street_rating",
 }  # fmt: skip
 
 
