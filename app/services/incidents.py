@@ -561,20 +561,63 @@ def act(
                 + (" (no extension is pending)" if "extension" in request.action else "")
                 + f"; allowed: {', '.join(mine) or 'nothing'}", "action", allowed_actions=mine,
             )  # fmt: skip
-        cls = conn.execute(
-            text("SELECT * FROM incident_class WHERE code = :c"), {"c": case["class_code"]}
-        ).mappings().one()  # fmt: skip
-        changes, data = _effects(conn, case, cls, t, request, at, cal)
-        after = changes.get("status", status)
-        sets = ", ".join(f"{k} = :{k}" for k in changes)
-        conn.execute(
-            text(f"UPDATE incident SET {sets}{', ' if sets else ''}version = version + 1 "
-                 "WHERE id = :id"),
-            {**{k: (json.dumps(v) if k == "extension_request" and v is not None else v)
-                for k, v in changes.items()}, "id": incident_id},
-        )  # fmt: skip
-        _history(conn, incident_id, principal, request.action, status, after, request.note, at,
-                 where, data)  # fmt: skip
+        _apply(conn, case, t, request, principal, at, cal, where)
+
+
+def advance(
+    conn: Connection,
+    incident_id: int,
+    principal: Principal,
+    action: str,
+    *,
+    at: dt.datetime,
+    note: str = "",
+    department: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Apply ``action`` to a case inside the caller's transaction if the case's state allows it
+    (False: left as it is). No role or scope check: the calling workflow has made them — this is
+    how a whistle moves the cases it was blown for, each step in the cases' own history."""
+    t = TRANSITIONS[action]
+    case = conn.execute(
+        text("SELECT i.*, ST_X(i.geom) AS x, ST_Y(i.geom) AS y FROM incident i "
+             "WHERE i.id = :id FOR UPDATE"),
+        {"id": incident_id},
+    ).mappings().first()  # fmt: skip
+    if case is None or case["status"] not in t.sources:
+        return False
+    request = Action(action, note=note, department=department)
+    _apply(conn, case, t, request, principal, at, calendar(), None, data)
+    return True
+
+
+def _apply(
+    conn: Connection,
+    case: Any,
+    t: Transition,
+    request: Action,
+    principal: Principal,
+    at: dt.datetime,
+    cal: WorkCalendar,
+    where: tuple[float, float] | None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The effects of an allowed action, the case's new version and its history row."""
+    cls = conn.execute(
+        text("SELECT * FROM incident_class WHERE code = :c"), {"c": case["class_code"]}
+    ).mappings().one()  # fmt: skip
+    changes, recorded = _effects(conn, case, cls, t, request, at, cal)
+    status = case["status"]
+    after = changes.get("status", status)
+    sets = ", ".join(f"{k} = :{k}" for k in changes)
+    conn.execute(
+        text(f"UPDATE incident SET {sets}{', ' if sets else ''}version = version + 1 "
+             "WHERE id = :id"),
+        {**{k: (json.dumps(v) if k == "extension_request" and v is not None else v)
+            for k, v in changes.items()}, "id": case["id"]},
+    )  # fmt: skip
+    _history(conn, case["id"], principal, request.action, status, after, request.note, at,
+             where, {**recorded, **(data or {})})  # fmt: skip
 
 
 def _action_point(request: Action) -> tuple[float, float] | None:
