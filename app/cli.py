@@ -56,8 +56,13 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(departments_app, name="departments")
 app.add_typer(grids_app, name="grids")
-catalog_app = typer.Typer(help="The incident class catalogue (parts, events, social governance).")
+catalog_app = typer.Typer(
+    help="The catalogues: incident classes (parts, events, social governance) and the whistles' "
+    "call situations."
+)
 app.add_typer(catalog_app, name="catalog")
+whistles_app = typer.Typer(help="Whistles (街道吹哨、部门报到): supervision passes.")
+app.add_typer(whistles_app, name="whistles")
 
 out = Console()
 err = Console(stderr=True)
@@ -596,21 +601,43 @@ def demo_gridworkers() -> None:
 @catalog_app.command("load")
 def catalog_load(
     file: Annotated[Path | None, typer.Argument(help="YAML catalogue")] = None,
+    situations: Annotated[
+        Path | None, typer.Option(help="YAML call-situation catalogue for whistles")
+    ] = None,
 ) -> None:
-    """Load incident classes from a YAML catalogue (default: data/catalogs/incident_classes.yaml),
-    by code; a file with any bad entry loads nothing and names every problem."""
-    from app.services import incidents
+    """Load incident classes from a YAML catalogue (default: data/catalogs/incident_classes.yaml)
+    and the whistles' call situations (default: data/catalogs/whistle_situations.yaml), by
+    code; a file with any bad entry loads nothing and names every problem."""
+    from app.services import incidents, whistles
     from app.services.catalog import DEFAULT_CATALOG, CatalogError
+    from app.services.situations import DEFAULT_SITUATIONS, SituationError
 
     path = file or DEFAULT_CATALOG
+    situation_path = situations or DEFAULT_SITUATIONS
     engine = _engine(get_settings())
     try:
         count = incidents.load_classes(engine, path)
-    except CatalogError as exc:
+        calls = whistles.load_into(engine, situation_path)
+    except (CatalogError, SituationError) as exc:
         raise _fail(str(exc), 1) from None
     finally:
         engine.dispose()
     out.print(f"{count} incident class(es) loaded from {escape(str(path))}")
+    out.print(f"{calls} call situation(s) loaded from {escape(str(situation_path))}")
+
+
+@whistles_app.command("supervise")
+def whistles_supervise() -> None:
+    """One supervision pass (the app's scheduler runs one every GRIDMAP_SUPERVISION_INTERVAL_S):
+    mark steps past their deadline overdue, open a supervision record (督办) per step and notify;
+    close the records of steps done since."""
+    from app.services import whistles
+
+    engine = _engine(get_settings())
+    done = whistles.supervise(engine)
+    engine.dispose()
+    out.print(f"supervision: {done['opened']} record(s) opened, {done['closed']} closed"
+              + (" (another pass was running)" if done["skipped"] else ""))  # fmt: skip
 
 
 @catalog_app.command("list")
@@ -665,6 +692,34 @@ def demo_incidents(
     engine.dispose()
     out.print(f"{made:,} demo case(s) added in {took:.1f} s; {info['n']:,} cases from "
               f"{info['first']} to {info['last']}", highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def _demo_whistles(engine: Any, settings: Any, *, days: int, count: int = 90) -> int:
+    from app.services import demo_whistles
+    from app.services.locate import LocateService
+
+    locator = LocateService(engine, metric_crs=settings.metric_crs)
+    locator.refresh()
+    try:
+        return demo_whistles.load(engine, locator, count=count, days=days)
+    finally:
+        locator.stop()
+
+
+@demo_app.command("whistles")
+def demo_whistles_cmd(
+    count: Annotated[int, typer.Option(min=0, max=10_000, help="First whistles to blow")] = 90,
+    days: Annotated[int, typer.Option(min=5, max=3660, help="Days back from now")] = 365,
+) -> None:
+    """About COUNT whistles over the last DAYS (Hongqiao blew 88 in a year), played through the
+    whistle service on a simulated clock: every state, late steps with supervision, second
+    whistles, feedback, and the streets' ratings of last month. Idempotent."""
+    settings = get_settings()
+    engine = _engine(settings)
+    started = time.perf_counter()
+    made = _demo_whistles(engine, settings, days=days, count=count)
+    engine.dispose()
+    out.print(f"{made} demo whistle(s) added in {time.perf_counter() - started:.1f} s")
 
 
 DEMO_USERS_FILE = "demo-users.txt"
@@ -954,6 +1009,16 @@ def setup() -> None:
 
         loaded = incidents.load_classes(engine, DEFAULT_CATALOG)
         out.print(f"loaded {loaded} incident classes ({DEFAULT_CATALOG.name})")
+    with engine.connect() as conn:
+        no_situations = conn.execute(
+            text("SELECT NOT EXISTS (SELECT 1 FROM whistle_situation)")
+        ).scalar_one()
+    if no_situations:
+        from app.services import whistles
+        from app.services.situations import DEFAULT_SITUATIONS
+
+        loaded = whistles.load_into(engine, DEFAULT_SITUATIONS)
+        out.print(f"loaded {loaded} call situations ({DEFAULT_SITUATIONS.name})")
     if active and settings.demo_users:
         from app.services import demo_activity, identity
 
@@ -969,6 +1034,12 @@ def setup() -> None:
             took = time.perf_counter() - started
             out.print(f"loaded {settings.demo_days} days of demo cases: {cases:,} in {took:.0f} s "
                       "(GRIDMAP_DEMO_DAYS)")  # fmt: skip
+        with engine.connect() as conn:
+            no_whistles = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM whistle)")).scalar()
+        if no_whistles and settings.demo_days:
+            started = time.perf_counter()
+            blown = _demo_whistles(engine, settings, days=min(settings.demo_days, 365))
+            out.print(f"loaded demo whistles: {blown} in {time.perf_counter() - started:.0f} s")
     engine.dispose()
 
 

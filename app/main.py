@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,14 +13,29 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from app.api import auth, health, incidents, locate, login, open311, pages, problems, regions, staff
+from app.api import (
+    auth,
+    health,
+    incidents,
+    locate,
+    login,
+    open311,
+    pages,
+    problems,
+    regions,
+    staff,
+    whistles,
+)
 from app.db.engine import database_url, make_engine
+from app.services import whistles as whistles_service
 from app.services.locate import LocateService
 from app.settings import Settings, get_settings
 
 STATIC_DIR = Path(__file__).parent / "web" / "static"
+log = logging.getLogger("gridmap")
 
 DESCRIPTION = """
 GIS grid management for district command centres: the four-level grid (district → street →
@@ -25,6 +43,17 @@ community → basic grid) in PostGIS, with boundary versions. Errors are RFC 945
 with a stable `type` (`urn:gridmap:problem:…`) and, for invalid input, the field named in
 `errors[].field`. Coordinates are CGCS2000 (EPSG:4490) lon/lat; GeoJSON follows RFC 7946.
 """
+
+
+async def _supervision(engine: Engine, interval_s: float) -> None:
+    """The supervision scheduler: a pass every ``interval_s``. Every worker runs one; the
+    pass's advisory lock and unique records make that safe."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await run_in_threadpool(whistles_service.supervise, engine)
+        except Exception:  # a failed pass (database restarting) must not end the scheduler
+            log.exception("supervision pass failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,7 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The index is built before the first request, then kept fresh by a listener thread.
         await run_in_threadpool(locator.warm)
         locator.start()
+        scheduler = None
+        if settings.supervision_interval_s > 0:
+            scheduler = asyncio.create_task(_supervision(engine, settings.supervision_interval_s))
         yield
+        if scheduler is not None:
+            scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scheduler
         locator.stop()
         engine.dispose()
 
@@ -65,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(staff.router)
     app.include_router(incidents.router)
     app.include_router(open311.router)
+    app.include_router(whistles.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

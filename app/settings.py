@@ -95,6 +95,33 @@ class Settings(BaseSettings):
     login_window_s: float = Field(
         900.0, gt=0, description="The rate limit's window for failed logins (seconds)."
     )
+    whistle_limits: dict[str, tuple[int, int]] = Field(
+        default_factory=dict,
+        description="Whistle time limits per grade as JSON, overriding the catalogue: "
+        '{"red": [report_minutes, resolve_hours], ...} (default red 30 min / 24 h, yellow '
+        "2 h / 72 h, blue 1 day / 168 h; natural time: emergencies keep no office hours).",
+    )
+    checkin_radius_m: float = Field(
+        300.0, gt=0, description="A department's on-site check-in farther than this is flagged."
+    )
+    supervision_interval_s: float = Field(
+        30.0,
+        ge=0,
+        description="How often the supervision scheduler looks for overdue steps "
+        "(0: not started with the app; `gridmap whistles supervise` runs one pass).",
+    )
+    eval_weights: tuple[float, float, float] = Field(
+        (50, 20, 30), description="Evaluation weights: completion, satisfaction, perceived."
+    )
+    eval_quotas: tuple[float, float, float] = Field(
+        (60, 30, 10), description="Tier quotas in %: excellent, good, average."
+    )
+    eval_street_share_agency: float = Field(
+        0.5, ge=0, le=1, description="Street rating's share of a dispatched agency's annual score."
+    )
+    eval_street_share_department: float = Field(
+        0.5, ge=0, le=1, description="Street rating's share of a department's annual score."
+    )
 
     @field_validator("metric_crs")
     @classmethod

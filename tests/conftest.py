@@ -4,6 +4,7 @@ run on the real thing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -22,7 +23,7 @@ from typer.testing import CliRunner
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, upgrade
 from app.services import boundaries as boundary_service
-from app.services import identity, incidents
+from app.services import identity, incidents, whistles
 from app.services.catalog import DEFAULT_CATALOG
 from app.settings import Settings, get_settings
 from gis.io import read_boundaries
@@ -36,6 +37,9 @@ DEMO_DEPARTMENTS = ROOT / "data" / "catalogs" / "departments.yaml"
 # (in both templates), and in the demo template one demo user per role with a password and a
 # token (only hashes are stored, so a clone accepts the same tokens).
 ADMIN = "test-admin"
+# Apps made by tests run no supervision scheduler on the wall clock: tests that need supervision
+# run a pass with their own clock (or ask for a scheduler explicitly).
+os.environ.setdefault("GRIDMAP_SUPERVISION_INTERVAL_S", "0")
 CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
@@ -79,6 +83,7 @@ def empty_template(pg: EmbeddedPostgres) -> str:
     engine = make_engine(pg.url(name))
     upgrade(engine)
     incidents.load_classes(engine, DEFAULT_CATALOG)
+    whistles.load_into(engine)
     with engine.begin() as conn:  # no boundaries here to check a home region against
         conn.execute(
             text(

@@ -80,6 +80,19 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/open311/v2/requests.json"): "incidents:read",
     ("GET", "/open311/v2/requests/{service_request_id}.json"): "incidents:read",
     ("POST", "/open311/v2/requests.json"): "incidents:report",
+    ("GET", "/api/v1/whistle-situations"): "catalog:read",
+    ("POST", "/api/v1/whistles"): "whistles:blow",
+    ("GET", "/api/v1/whistles"): "whistles:read",
+    ("GET", "/api/v1/whistles/proposal"): "whistles:blow",
+    ("GET", "/api/v1/whistles/{whistle_id}"): "whistles:read",
+    ("POST", "/api/v1/whistles/{whistle_id}/actions"): "whistles:act",
+    ("GET", "/api/v1/whistles/{whistle_id}/photos/{photo_id}"): "whistles:read",
+    ("GET", "/api/v1/whistles-map"): "whistles:read",
+    ("GET", "/api/v1/supervisions"): "whistles:supervise",
+    ("POST", "/api/v1/supervisions/run"): "whistles:supervise",
+    ("GET", "/api/v1/notifications"): "me:read",
+    ("GET", "/api/v1/evaluations/{period}"): "evaluations:read",
+    ("PUT", "/api/v1/evaluations/{period}/ratings/{street}/{department}"): "evaluations:rate",
 }
 
 

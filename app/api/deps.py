@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import math
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from sqlalchemy import Connection
@@ -123,3 +123,19 @@ def parse_moment(value: str | None, field: str) -> dt.datetime | None:
     except ValueError:
         raise invalid(field, f"{value!r} is not an ISO 8601 date or date-time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=SHANGHAI)
+
+
+def printable(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here
+    # (422 naming the field) rather than let the database fail.
+    if isinstance(value, str) and ("\x00" in value or not _encodable(value)):
+        raise ValueError("contains a NUL character or an invalid code point")
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

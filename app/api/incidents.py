@@ -23,6 +23,7 @@ from app.api.deps import (
     encode_cursor,
     parse_bbox,
     parse_moment,
+    printable,
 )
 from app.api.problems import Problem, invalid, not_found, problem_responses, validation_problem
 from app.services import incidents as service
@@ -46,22 +47,6 @@ ActionName = Literal[
 IncidentId = Annotated[int, Path(ge=1, le=2**62, examples=[1])]
 
 
-def _printable(value: Any) -> Any:
-    # PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded: refuse them here
-    # (422 naming the field) rather than let the database fail.
-    if isinstance(value, str) and ("\x00" in value or not _encodable(value)):
-        raise ValueError("contains a NUL character or an invalid code point")
-    return value
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 class IncidentIn(BaseModel):
     lon: float = Field(examples=[117.163], json_schema_extra={"minimum": -180, "maximum": 180})
     lat: float = Field(examples=[39.17], json_schema_extra={"minimum": -90, "maximum": 90})
@@ -72,7 +57,7 @@ class IncidentIn(BaseModel):
     address: str | None = Field(None, max_length=500)
     contact: str | None = Field(None, max_length=200, description="A resident's phone or name")
 
-    _text = field_validator("crs", "class_code", "description", "address", "contact")(_printable)
+    _text = field_validator("crs", "class_code", "description", "address", "contact")(printable)
 
 
 class ActionIn(BaseModel):
@@ -92,7 +77,7 @@ class ActionIn(BaseModel):
         None, description="Refuse (409) if the case changed since this version was read"
     )
 
-    _text = field_validator("note", "crs", "department")(_printable)
+    _text = field_validator("note", "crs", "department")(printable)
 
 
 class PhotoOut(BaseModel):

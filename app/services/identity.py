@@ -51,6 +51,7 @@ ROLE_LEVEL: dict[str, tuple[str, ...] | None] = {
 
 _ALL_READERS = tuple(ROLES)
 _COMMAND = ("district_commander", "supervisor", "street_commander", "community_officer", "admin")
+_BLOWERS = ("district_commander", "street_commander", "community_officer", "admin")
 
 # (role, action) pairs: the one permission table. Reads are further narrowed to the
 # principal's region subtree or department (scoping), actions by role only here.
@@ -68,8 +69,14 @@ PERMISSIONS: frozenset[tuple[str, str]] = frozenset(
     + [(role, "catalog:read") for role in _ALL_READERS]
     + [("street_commander", "whistles:blow_street"), ("admin", "whistles:blow_street")]
     + [("community_officer", "whistles:blow_community"), ("admin", "whistles:blow_community")]
-    + [(role, "whistles:read") for role in (*_COMMAND, "department_officer", "screen")]
-    + [(role, "whistles:report") for role in ("department_officer",)]
+    + [("district_commander", "whistles:blow_district"), ("admin", "whistles:blow_district")]
+    + [(role, "whistles:blow") for role in _BLOWERS]
+    + [(role, "whistles:read") for role in (*_COMMAND, "department_officer", "gridworker",
+                                            "screen")]
+    + [(role, "whistles:report") for role in ("department_officer", "gridworker")]
+    + [(role, "whistles:act") for role in (*_BLOWERS, "department_officer", "gridworker")]
+    + [(role, "evaluations:read") for role in (*_COMMAND, "department_officer", "planner")]
+    + [(role, "evaluations:rate") for role in ("street_commander", "admin")]
     + [(role, "whistles:supervise") for role in ("supervisor", "district_commander", "admin")]
     + [(role, "patrols:ingest") for role in ("gridworker", "admin")]
     + [(role, "patrols:read") for role in (*_COMMAND, "screen", "planner", "gridworker")]

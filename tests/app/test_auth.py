@@ -69,6 +69,31 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/open311/v2/requests/{service_request_id}.json"): lambda ctx, role: {
         "url": f"/open311/v2/requests/{ctx['case']}.json"
     },
+    ("GET", "/api/v1/whistle-situations"): {"url": "/api/v1/whistle-situations"},
+    ("POST", "/api/v1/whistles"): lambda ctx, role: {
+        "url": "/api/v1/whistles", "json": ctx["blow_body"](role),
+    },
+    ("GET", "/api/v1/whistles"): {"url": "/api/v1/whistles"},
+    ("GET", "/api/v1/whistles/proposal"): lambda ctx, role: {
+        "url": "/api/v1/whistles/proposal",
+        "params": {"situation": "MD01", "lon": ctx["x"], "lat": ctx["y"], "crs": "cgcs2000"},
+    },
+    ("GET", "/api/v1/whistles/{whistle_id}"): lambda ctx, role: {
+        "url": f"/api/v1/whistles/{ctx['whistle']}"
+    },
+    ("POST", "/api/v1/whistles/{whistle_id}/actions"): lambda ctx, role: ctx["whistle_act"](role),
+    ("GET", "/api/v1/whistles/{whistle_id}/photos/{photo_id}"): lambda ctx, role: {
+        "url": f"/api/v1/whistles/{ctx['whistle']}/photos/{ctx['whistle_photo']}"
+    },
+    ("GET", "/api/v1/whistles-map"): {"url": "/api/v1/whistles-map"},
+    ("GET", "/api/v1/supervisions"): {"url": "/api/v1/supervisions"},
+    ("POST", "/api/v1/supervisions/run"): {"url": "/api/v1/supervisions/run"},
+    ("GET", "/api/v1/notifications"): {"url": "/api/v1/notifications"},
+    ("GET", "/api/v1/evaluations/{period}"): {"url": "/api/v1/evaluations/2026-10"},
+    ("PUT", "/api/v1/evaluations/{period}/ratings/{street}/{department}"): {
+        "url": "/api/v1/evaluations/2026-10/ratings/120106001/hq-housing",
+        "json": {"deductions": [{"points": 2, "reason": "matrix"}]},
+    },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
         "data": {"service_code": "E0101", "lat": str(ctx["y"]), "long": str(ctx["x"]),
@@ -218,7 +243,43 @@ def _matrix_context(client: TestClient, demo_db: str, demo_users: dict[str, Any]
         return {"url": f"/api/v1/incidents/{new_case(*dispatched)}/actions",
                 "json": {"action": "accept"}}  # fmt: skip
 
-    return {"x": x, "y": y, "case": case, "photo": photo, "act": act}
+    police = demo_users["department_officer"]["department"]
+    gridworker = demo_users["gridworker"]["name"]
+
+    def blow_body(role: str) -> dict[str, Any]:
+        level = {"community_officer": "community", "district_commander": "district"}.get(
+            role, "street")  # fmt: skip
+        lead = {"staff": gridworker} if level == "community" else {"department": police}
+        return {"level": level, "situation_code": "MD01", "title": "matrix",
+                "place": {"lon": x, "lat": y, "crs": "cgcs2000"},
+                "parties": [{"role": "lead", **lead}]}  # fmt: skip
+
+    def new_whistle(level: str) -> int:
+        blower = {"community": "community_officer", "district": "district_commander"}
+        made = client.post("/api/v1/whistles", headers=admin,
+                           json=blow_body(blower.get(level, "")))  # fmt: skip
+        assert made.status_code == 201, made.text
+        return made.json()["id"]
+
+    whistle = new_whistle("street")
+    noted = client.post(f"/api/v1/whistles/{whistle}/actions", headers=admin,
+                        data={"action": "progress", "note": "photo"},
+                        files=[("photos", ("p.jpg", b"\xff\xd8\xff" + b"\x00" * 64,
+                                           "image/jpeg"))])  # fmt: skip
+    assert noted.status_code == 200, noted.text
+    whistle_photo = noted.json()["photos"][0]["id"]
+
+    def whistle_act(role: str) -> dict[str, Any]:
+        """An action on a fresh whistle the role takes part in."""
+        level = {"gridworker": "community", "community_officer": "community",
+                 "district_commander": "district"}.get(role, "street")  # fmt: skip
+        action = "acknowledge" if role in ("gridworker", "department_officer") else "progress"
+        return {"url": f"/api/v1/whistles/{new_whistle(level)}/actions",
+                "json": {"action": action, "note": "matrix"}}  # fmt: skip
+
+    return {"x": x, "y": y, "case": case, "photo": photo, "act": act, "whistle": whistle,
+            "whistle_photo": whistle_photo, "blow_body": blow_body,
+            "whistle_act": whistle_act}  # fmt: skip
 
 
 def test_every_role_on_every_endpoint(demo_db: str, client_for, demo_users) -> None:  # type: ignore[no-untyped-def]
