@@ -345,13 +345,16 @@ class _Simulation:
     def _moment(self, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
         """A blowing time between ``lo`` and ``hi``: office hours mostly, evenings sometimes."""
         rng = self.rng
-        while True:
+        if hi <= lo:  # a window too short to draw from (a few days of demo): its start
+            return lo.astimezone(dt.UTC)
+        for _ in range(1000):
             day = (lo + (hi - lo) * float(rng.random())).astimezone(ZONE)
             hour = rng.uniform(8.5, 18) if rng.random() < 0.85 else rng.uniform(18, 21.5)
             t = day.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(
                 hours=float(hour))  # fmt: skip
             if lo <= t <= hi:
                 return t.astimezone(dt.UTC)
+        return (lo + (hi - lo) / 2).astimezone(dt.UTC)  # no office hour inside the window
 
     # -- people -------------------------------------------------------------------------------
 
