@@ -5,16 +5,22 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import math
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.problems import Problem, invalid
+from app.api.problems import Problem, invalid, validation_problem
+from app.services.incidents import Photo
 from app.services.regions import NoVersion, Scope, resolve_scope
 from app.settings import Settings
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def get_settings(request: Request) -> Settings:
@@ -139,3 +145,37 @@ def _encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+async def json_or_multipart(
+    request: Request, model: type[Model], max_count: int, max_fields: int = 50
+) -> tuple[Model, list[Photo]]:
+    """A body as JSON, or as multipart/form-data with up to ``max_count`` ``photos``; 415 for
+    anything else, 422 naming the field for a bad one."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    photos: list[Photo] = []
+    if kind == "application/json":
+        try:
+            raw: Any = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            raise invalid("body", "not valid JSON") from None
+    elif kind == "multipart/form-data":
+        try:
+            form = await request.form(max_files=max_count + 1, max_fields=max_fields)
+        except StarletteHTTPException as exc:  # too many files or fields, a broken body
+            field = "photos" if "files" in str(exc.detail) else "body"
+            raise invalid(field, str(exc.detail)) from None
+        raw = {k: v for k, v in form.items() if isinstance(v, str)}
+        files = [v for v in form.getlist("photos") if not isinstance(v, str)]
+        if len(files) > max_count:
+            raise invalid("photos", f"at most {max_count} photos")
+        photos = [Photo(await f.read(), f.content_type or "") for f in files]
+    else:
+        raise Problem(
+            415, "unsupported-media-type",
+            f"send application/json, or multipart/form-data with photos; got {kind or 'nothing'}",
+        )  # fmt: skip
+    try:
+        return model.model_validate(raw), photos
+    except ValidationError as exc:
+        raise validation_problem(exc.errors(), whole="body") from None

@@ -9,10 +9,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Connection, Engine, text
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.auth import CurrentUser, Reach
 from app.api.deps import (
@@ -21,11 +20,12 @@ from app.api.deps import (
     Conn,
     decode_cursor,
     encode_cursor,
+    json_or_multipart,
     parse_bbox,
     parse_moment,
     printable,
 )
-from app.api.problems import Problem, invalid, not_found, problem_responses, validation_problem
+from app.api.problems import Problem, invalid, not_found, problem_responses
 from app.services import incidents as service
 from app.services.identity import Principal
 from app.services.incidents import IncidentError, Photo, Report, scope_sql
@@ -185,7 +185,8 @@ class IncidentClassOut(BaseModel):
     urgent: bool
 
 
-def _refuse(exc: IncidentError) -> Problem:
+def refuse(exc: IncidentError) -> Problem:
+    """A service refusal as problem+json, its field named in ``errors``."""
     extra = dict(exc.extra)
     if exc.field is not None:
         extra["errors"] = [{"field": exc.field, "message": exc.detail}]
@@ -265,37 +266,6 @@ INTAKE_BODY = {
 }
 
 
-async def _intake_body(request: Request, max_count: int) -> tuple[IncidentIn, list[Photo]]:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    photos: list[Photo] = []
-    if kind == "application/json":
-        try:
-            raw: Any = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise invalid("body", "not valid JSON") from None
-    elif kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=max_count + 1, max_fields=50)
-        except StarletteHTTPException as exc:  # too many files or fields, a broken body
-            field = "photos" if "files" in str(exc.detail) else "body"
-            raise invalid(field, str(exc.detail)) from None
-        raw = {k: v for k, v in form.items() if isinstance(v, str)}
-        files = [v for v in form.getlist("photos") if not isinstance(v, str)]
-        if len(files) > max_count:
-            raise invalid("photos", f"at most {max_count} photos")
-        for f in files:
-            photos.append(Photo(await f.read(), f.content_type or ""))
-    else:
-        raise Problem(
-            415, "unsupported-media-type",
-            f"send application/json, or multipart/form-data with photos; got {kind or 'nothing'}",
-        )  # fmt: skip
-    try:
-        return IncidentIn.model_validate(raw), photos
-    except ValidationError as exc:
-        raise validation_problem(exc.errors(), whole="body") from None
-
-
 def _intake(
     engine: Engine,
     locate: LocateService,
@@ -346,7 +316,7 @@ async def report(
     of the same class nearby (the class's radius and window) come back as
     `possible_duplicates`."""
     settings = request.app.state.settings
-    body, photos = await _intake_body(request, settings.photo_max_count)
+    body, photos = await json_or_multipart(request, IncidentIn, settings.photo_max_count)
     try:
         for i, photo in enumerate(photos):
             service.check_photo(photo, settings.photo_max_bytes, i)
@@ -362,7 +332,7 @@ async def report(
             idempotency_key,
         )
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
     return JSONResponse(
         out.model_dump(mode="json"),
         status_code=201 if created else 200,
@@ -529,7 +499,7 @@ def act(
             service.Action(**body.model_dump()),
         )  # fmt: skip
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
     # The case as the action left it, even if it left the caller's scope (a department that
     # returns a case sees the result of its own action once more).
     with request.app.state.engine.connect() as conn:

@@ -13,17 +13,24 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Connection, text
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.auth import CurrentUser, Reach
-from app.api.deps import SHANGHAI, Conn, decode_cursor, encode_cursor, printable
-from app.api.problems import Problem, invalid, not_found, problem_responses, validation_problem
+from app.api.deps import (
+    SHANGHAI,
+    Conn,
+    decode_cursor,
+    encode_cursor,
+    json_or_multipart,
+    printable,
+)
+from app.api.incidents import refuse
+from app.api.problems import invalid, not_found, problem_responses
 from app.services import evaluation as scoring
 from app.services import whistles as service
-from app.services.incidents import IncidentError, Photo, check_photo
+from app.services.incidents import IncidentError, check_photo
 from app.services.scoping import prefix_pattern
 
 router = APIRouter(prefix="/api/v1", tags=["whistles"])
@@ -211,13 +218,6 @@ class ProposalOut(BaseModel):
     missing_kinds: list[str]
 
 
-def _refuse(exc: IncidentError) -> Problem:
-    extra = dict(exc.extra)
-    if exc.field is not None:
-        extra["errors"] = [{"field": exc.field, "message": exc.detail}]
-    return Problem(exc.status, exc.kind, exc.detail, **extra)
-
-
 # -- one whistle --------------------------------------------------------------------------------
 
 _WHISTLE_SQL = f"""
@@ -297,7 +297,7 @@ def _settings_limits(request: Request) -> dict[str, Any]:
     try:
         return service.limits(request.app.state.settings.whistle_limits)
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
 
 
 @router.post(
@@ -334,7 +334,7 @@ def blow(
             limits_by_grade=_settings_limits(request), idempotency_key=idempotency_key,
         )  # fmt: skip
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
     with app.state.engine.connect() as conn:
         out = read_whistle(conn, reach, principal, whistle_id)
     return JSONResponse(
@@ -364,42 +364,12 @@ def proposal(
         chain = service._chain(request.app.state.locate, point)
         parties, missing = service.propose(conn, level, sit, point, chain["grid"])
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
     return ProposalOut(
         level=level, situation_code=sit["code"], grade=sit["grade"], grid_code=chain["grid"],
         parties=[{k: v for k, v in p.items() if k not in ("department_id", "staff_id")}
                  for p in parties], missing_kinds=missing,
     )  # fmt: skip
-
-
-async def _action_body(request: Request, max_count: int) -> tuple[ActionIn, list[Photo]]:
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    photos: list[Photo] = []
-    if kind == "application/json":
-        try:
-            raw: Any = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise invalid("body", "not valid JSON") from None
-    elif kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=max_count + 1, max_fields=20)
-        except StarletteHTTPException as exc:
-            field = "photos" if "files" in str(exc.detail) else "body"
-            raise invalid(field, str(exc.detail)) from None
-        raw = {k: v for k, v in form.items() if isinstance(v, str)}
-        files = [v for v in form.getlist("photos") if not isinstance(v, str)]
-        if len(files) > max_count:
-            raise invalid("photos", f"at most {max_count} photos")
-        photos = [Photo(await f.read(), f.content_type or "") for f in files]
-    else:
-        raise Problem(
-            415, "unsupported-media-type",
-            f"send application/json, or multipart/form-data with photos; got {kind or 'nothing'}",
-        )  # fmt: skip
-    try:
-        return ActionIn.model_validate(raw), photos
-    except ValidationError as exc:
-        raise validation_problem(exc.errors(), whole="body") from None
 
 
 @router.post(
@@ -429,7 +399,7 @@ async def act(
     `feedback` (public satisfaction on a closed whistle), `escalate` (a second whistle one level
     up: the answer is the second whistle), `cancel`."""
     settings = request.app.state.settings
-    body, photos = await _action_body(request, settings.photo_max_count)
+    body, photos = await json_or_multipart(request, ActionIn, settings.photo_max_count, 20)
     app = request.app
     try:
         for i, photo in enumerate(photos):
@@ -449,7 +419,7 @@ async def act(
             )
         )
     except IncidentError as exc:
-        raise _refuse(exc) from None
+        raise refuse(exc) from None
 
     def answer() -> WhistleOut:
         with app.state.engine.connect() as conn:

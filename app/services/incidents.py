@@ -526,7 +526,7 @@ def act(
             f"action: unknown action {request.action!r}; actions: {', '.join(TRANSITIONS)}",
             "action",
         )  # fmt: skip
-    where = _action_point(request)
+    where = action_point(request.lon, request.lat, request.crs)
     at = now or dt.datetime.now(dt.UTC)
     cal = cal or calendar()
     with engine.begin() as conn:
@@ -620,13 +620,14 @@ def _apply(
              where, {**recorded, **(data or {})})  # fmt: skip
 
 
-def _action_point(request: Action) -> tuple[float, float] | None:
-    if request.lon is None and request.lat is None:
+def action_point(lon: float | None, lat: float | None, crs: str) -> tuple[float, float] | None:
+    """Where an actor stands, in CGCS2000 (None when not given; both or neither)."""
+    if lon is None and lat is None:
         return None
-    if request.lon is None or request.lat is None:
-        missing = "lon" if request.lon is None else "lat"
+    if lon is None or lat is None:
+        missing = "lon" if lon is None else "lat"
         raise IncidentError(422, "invalid-parameter", f"{missing}: give both lon and lat", missing)
-    x, y, _ = cgcs2000_point(request.lon, request.lat, request.crs)
+    x, y, _ = cgcs2000_point(lon, lat, crs)
     return float(x[0]), float(y[0])
 
 

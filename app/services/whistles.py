@@ -49,7 +49,14 @@ from sqlalchemy import Connection, Engine, text
 from app.services import identity
 from app.services import incidents as cases
 from app.services.identity import Principal
-from app.services.incidents import IncidentError, Photo, Report, cgcs2000_point, locate_point
+from app.services.incidents import (
+    IncidentError,
+    Photo,
+    Report,
+    action_point,
+    cgcs2000_point,
+    locate_point,
+)
 from app.services.locate import LocateService
 from app.services.scoping import ScopeFilter
 from app.services.situations import DEFAULT_SITUATIONS, grade_limits, load_situations
@@ -597,7 +604,9 @@ def _history(
 
 def scope_sql(reach: ScopeFilter, principal: Principal) -> tuple[str, dict[str, Any]]:
     """Whistles a principal may see (alias ``w``): those placed in their area; for department
-    officers those addressed to their department; and always those addressed to them."""
+    officers those addressed to their department or placed in its service area (the local
+    station sees its area's whistles, and is refused — not told "no such whistle" — when it
+    tries to act on one it was not called to); and always those addressed to them."""
     mine = ("EXISTS (SELECT 1 FROM whistle_party sp WHERE sp.whistle_id = w.id "
             "AND sp.staff_id = :scope_staff)")  # fmt: skip
     params = {**reach.params, "scope_staff": principal.id}
@@ -605,7 +614,8 @@ def scope_sql(reach: ScopeFilter, principal: Principal) -> tuple[str, dict[str, 
         return (
             "(EXISTS (SELECT 1 FROM whistle_party sp JOIN department sd ON sd.id = "
             "sp.department_id WHERE sp.whistle_id = w.id AND sd.code = ANY(:scope_departments))"
-            f" OR {mine})", params,
+            " OR EXISTS (SELECT 1 FROM department sa WHERE sa.code = ANY(:scope_departments) "
+            f"AND ST_Covers(sa.service_area, w.place_point)) OR {mine})", params,
         )  # fmt: skip
     return f"({reach.sql(region=PLACE_CODE)} OR {mine})", params
 
@@ -723,7 +733,7 @@ def act(
             "action",
         )  # fmt: skip
     at = now or dt.datetime.now(dt.UTC)
-    where = _point(request)
+    where = action_point(request.lon, request.lat, request.crs)
     scope, params = scope_sql(reach, principal)
     with engine.begin() as conn:
         w = conn.execute(
@@ -742,16 +752,6 @@ def act(
             {"photos": photos, "photo_dir": photo_dir, "radius": checkin_radius_m,
              "limits": limits_by_grade, "locator": locator},
         )  # fmt: skip
-
-
-def _point(request: WhistleAction) -> tuple[float, float] | None:
-    if request.lon is None and request.lat is None:
-        return None
-    if request.lon is None or request.lat is None:
-        missing = "lon" if request.lon is None else "lat"
-        raise WhistleError(422, "invalid-parameter", f"{missing}: give both lon and lat", missing)
-    x, y, _ = cgcs2000_point(request.lon, request.lat, request.crs)
-    return float(x[0]), float(y[0])
 
 
 def _check(

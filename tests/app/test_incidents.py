@@ -33,7 +33,7 @@ def world(demo_db: str, client_for, demo_users) -> dict[str, Any]:  # type: igno
         x, y = point_inside(conn, GRID)
         x2, y2 = point_inside(conn, "120106002001001")
     client = client_for(demo_db, token=None)
-    yield {"engine": engine, "client": client, "users": demo_users, "point": (x, y),
+    yield {"engine": engine, "client": client, "users": dict(demo_users), "point": (x, y),
            "other_street_point": (x2, y2)}  # fmt: skip
     engine.dispose()
 

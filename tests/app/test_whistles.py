@@ -349,10 +349,18 @@ def test_check_in_rules_close_rules_and_the_list(api) -> None:  # type: ignore[n
     made = blow(api)
     assert made.status_code == 201, made.text
     w = made.json()["id"]
-    # A department that is not addressed may not check in (403), nor can it even see it.
+    # A department that is not addressed may see it (its service area holds the place) but not
+    # check in; nothing changes.
     politics = act(api, "hq-politics", w, action="check_in", lon=api["x"], lat=api["y"],
                    crs="cgcs2000")  # fmt: skip
-    assert politics.status_code == 404
+    assert politics.status_code == 403
+    assert politics.json()["errors"][0]["field"] == "action"
+    assert "addressed" in politics.json()["detail"]
+    # Another street's station neither sees it nor acts on it.
+    identity.add_user(api["engine"], "officer-p2", role="department_officer", region="120106",
+                      department="hq-police-002")  # fmt: skip
+    api["tokens"]["p2"] = identity.create_token(api["engine"], "officer-p2")
+    assert api["client"].get(f"/api/v1/whistles/{w}", headers=as_(api, "p2")).status_code == 404
     gridworker = act(api, "gridworker", w, action="check_in", lon=api["x"], lat=api["y"],
                      crs="cgcs2000")  # fmt: skip
     assert gridworker.status_code == 403
