@@ -63,6 +63,8 @@ catalog_app = typer.Typer(
 app.add_typer(catalog_app, name="catalog")
 whistles_app = typer.Typer(help="Whistles (街道吹哨、部门报到): supervision passes.")
 app.add_typer(whistles_app, name="whistles")
+patrols_app = typer.Typer(help="Patrol fixes: the day partitions of the fix table.")
+app.add_typer(patrols_app, name="patrols")
 
 out = Console()
 err = Console(stderr=True)
@@ -624,6 +626,40 @@ def catalog_load(
         engine.dispose()
     out.print(f"{count} incident class(es) loaded from {escape(str(path))}")
     out.print(f"{calls} call situation(s) loaded from {escape(str(situation_path))}")
+
+
+@patrols_app.command("partitions")
+def patrols_partitions(
+    days: Annotated[int, typer.Option(min=0, max=366, help="Days ahead to make")] = 7,
+) -> None:
+    """Make the day partitions of the patrol fix table from yesterday to DAYS ahead (the app
+    does this at start and in its housekeeping; ingest makes any day it needs)."""
+    from app.services import patrols
+
+    engine = _engine(get_settings())
+    made = patrols.ensure_ahead(engine, days=days)
+    engine.dispose()
+    out.print(f"{made} day partition(s) made")
+
+
+@patrols_app.command("detach")
+def patrols_detach(
+    before: Annotated[str, typer.Option(help="Detach the days before this date (YYYY-MM-DD)")],
+) -> None:
+    """Detach the day partitions before a date: their fixes leave the live table and stay as
+    plain tables (patrol_fix_YYYYMMDD) to archive or drop."""
+    import datetime as dt
+
+    from app.services import patrols
+
+    try:
+        day = dt.date.fromisoformat(before)
+    except ValueError:
+        raise _fail(f"--before: {before!r} is not a date (YYYY-MM-DD)", 2) from None
+    engine = _engine(get_settings())
+    names = patrols.detach_before(engine, day)
+    engine.dispose()
+    out.print(f"{len(names)} partition(s) detached" + (f": {', '.join(names)}" if names else ""))
 
 
 @whistles_app.command("supervise")

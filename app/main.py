@@ -24,12 +24,14 @@ from app.api import (
     login,
     open311,
     pages,
+    patrols,
     problems,
     regions,
     staff,
     whistles,
 )
 from app.db.engine import database_url, make_engine
+from app.services import patrols as patrol_service
 from app.services import whistles as whistles_service
 from app.services.locate import LocateService
 from app.settings import Settings, get_settings
@@ -46,14 +48,16 @@ with a stable `type` (`urn:gridmap:problem:…`) and, for invalid input, the fie
 
 
 async def _supervision(engine: Engine, interval_s: float) -> None:
-    """The supervision scheduler: a pass every ``interval_s``. Every worker runs one; the
-    pass's advisory lock and unique records make that safe."""
+    """The housekeeping scheduler: a supervision pass every ``interval_s``, and the patrol
+    partitions of the coming week. Every worker runs one; the pass's advisory lock, unique
+    records and per-day partition locks make that safe."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             await run_in_threadpool(whistles_service.supervise, engine)
+            await run_in_threadpool(patrol_service.ensure_ahead, engine)
         except Exception:  # a failed pass (database restarting) must not end the scheduler
-            log.exception("supervision pass failed")
+            log.exception("housekeeping pass failed")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The index is built before the first request, then kept fresh by a listener thread.
         await run_in_threadpool(locator.warm)
         locator.start()
+        with contextlib.suppress(Exception):  # no schema yet: `gridmap db migrate` comes first
+            await run_in_threadpool(patrol_service.ensure_ahead, engine)
         scheduler = None
         if settings.supervision_interval_s > 0:
             scheduler = asyncio.create_task(_supervision(engine, settings.supervision_interval_s))
@@ -102,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(incidents.router)
     app.include_router(open311.router)
     app.include_router(whistles.router)
+    app.include_router(patrols.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -93,6 +93,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/notifications"): "me:read",
     ("GET", "/api/v1/evaluations/{period}"): "evaluations:read",
     ("PUT", "/api/v1/evaluations/{period}/ratings/{street}/{department}"): "evaluations:rate",
+    ("POST", "/api/v1/patrols/fixes"): "patrols:ingest",
+    ("GET", "/api/v1/patrols/live"): "patrols:read",
+    ("GET", "/api/v1/patrols/tracks"): "patrols:read",
 }
 
 

@@ -16,12 +16,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gis.codes import LEVELS
@@ -565,3 +566,29 @@ class StreetRating(Base):
     rated_at: Mapped[dt.datetime] = mapped_column(_TS)
 
     __table_args__ = (UniqueConstraint("period", "street_code", "department_id"),)
+
+
+class PatrolFix(Base):
+    """A gridworker's GPS fix, located onto its grid; ``flags`` marks implausible ones (kept but
+    left out of analytics): 1 a jump faster than 150 km/h, 2 accuracy worse than 100 m, 4 a
+    time in the future. Partitioned by day (PARTITION BY RANGE (fix_time), migration 0006)."""
+
+    __tablename__ = "patrol_fix"
+
+    worker_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), primary_key=True)
+    fix_time: Mapped[dt.datetime] = mapped_column(_TS, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=False))
+    input_crs: Mapped[str] = mapped_column(String(16))
+    accuracy_m: Mapped[float | None] = mapped_column(REAL)
+    speed_mps: Mapped[float | None] = mapped_column(REAL)
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    boundary_version_id: Mapped[int | None] = mapped_column(Integer)
+    flags: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    received_at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+
+    __table_args__ = (
+        Index("patrol_fix_time", "fix_time"),
+        Index("patrol_fix_grid", "grid_code", "fix_time"),
+        {"postgresql_partition_by": "RANGE (fix_time)"},
+    )

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -93,6 +94,13 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/evaluations/{period}/ratings/{street}/{department}"): {
         "url": "/api/v1/evaluations/2026-10/ratings/120106001/hq-housing",
         "json": {"deductions": [{"points": 2, "reason": "matrix"}]},
+    },
+    ("POST", "/api/v1/patrols/fixes"): lambda ctx, role: {
+        "url": "/api/v1/patrols/fixes", "json": {"fixes": [ctx["fix"]]},
+    },
+    ("GET", "/api/v1/patrols/live"): {"url": "/api/v1/patrols/live"},
+    ("GET", "/api/v1/patrols/tracks"): lambda ctx, role: {
+        "url": "/api/v1/patrols/tracks", "params": {"worker": ctx["fix"]["worker"]},
     },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
@@ -277,8 +285,10 @@ def _matrix_context(client: TestClient, demo_db: str, demo_users: dict[str, Any]
         return {"url": f"/api/v1/whistles/{new_whistle(level)}/actions",
                 "json": {"action": action, "note": "matrix"}}  # fmt: skip
 
+    fix = {"worker": gridworker, "time": dt.datetime.now(dt.UTC).isoformat(), "lon": x,
+           "lat": y, "crs": "cgcs2000", "client_id": "matrix"}  # fmt: skip
     return {"x": x, "y": y, "case": case, "photo": photo, "act": act, "whistle": whistle,
-            "whistle_photo": whistle_photo, "blow_body": blow_body,
+            "fix": fix, "whistle_photo": whistle_photo, "blow_body": blow_body,
             "whistle_act": whistle_act}  # fmt: skip
 
 

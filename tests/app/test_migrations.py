@@ -14,7 +14,7 @@ OURS = {
     "department", "staff", "grid_assignment", "access_token", "login_attempt",
     "incident_class", "incident", "incident_history", "incident_photo", "incident_link",
     "whistle_situation", "whistle", "whistle_incident", "whistle_party", "whistle_history",
-    "whistle_photo", "supervision", "notification", "street_rating",
+    "whistle_photo", "supervision", "notification", "street_rating", "patrol_fix",
 }  # fmt: skip
 
 

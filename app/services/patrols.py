@@ -1,0 +1,487 @@
+"""Patrols: gridworkers' GPS fixes — ingest, partitions, live positions and daily tracks.
+
+Phones buffer fixes offline and send them in batches (up to 10,000), in any order, again after
+a failed upload. A batch is parsed item by item: a fix with bad coordinates, an unknown CRS or
+an unparsable time is answered with its index and reason while the rest is stored. Then, for the
+whole batch at once (numpy): conversion to CGCS2000, location onto the grid with the worker's
+in-memory index, the implausibility flags, and one COPY into a staging table followed by one
+``INSERT … ON CONFLICT DO NOTHING`` into the day-partitioned ``patrol_fix`` — so a fix sent twice
+(same worker, time and client id) is stored once.
+
+Flags (kept, but left out of live positions and analytics): ``JUMP`` — faster than 150 km/h from
+the worker's previous plausible fix (in this batch or stored, whatever the order they arrive
+in); ``ACCURACY`` — worse than 100 m; ``FUTURE`` — more than two minutes ahead of the server's
+clock. A time more than a day ahead or more than a year back is refused, so a phone with a wild
+clock cannot create partitions far away. The jump test looks at the fixes known when a batch
+arrives; a fix that arrives later between two stored ones does not re-flag them.
+
+Partitions are one Beijing day each (``patrol_fix_YYYYMMDD``), made on demand for the days a
+batch holds and ahead of time by :func:`ensure_partitions` (the app's housekeeping makes the
+next week's); :func:`detach_before` detaches old ones, which stay as plain tables to archive
+or drop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+
+from app.services.identity import Principal
+from app.services.incidents import IncidentError
+from app.services.locate import LocateService, coordinate_problems
+from app.services.scoping import ScopeFilter
+from gis.crs import UnknownCRSError, point_crs, to_cgcs2000
+
+ZONE = ZoneInfo("Asia/Shanghai")
+MAX_BATCH = 10_000
+MAX_SPEED_MPS = 150 / 3.6
+MAX_ACCURACY_M = 100.0
+FUTURE_SLACK = dt.timedelta(minutes=2)
+MAX_AHEAD = dt.timedelta(days=1)
+MAX_AGE = dt.timedelta(days=366)
+LIVE_WINDOW = dt.timedelta(minutes=10)
+JUMP, ACCURACY, FUTURE = 1, 2, 4
+FLAG_NAMES = {JUMP: "jump", ACCURACY: "accuracy", FUTURE: "future"}
+EARTH_M = 6_371_008.8
+
+# A patrol refusal is the same kind of object as a case's: status, stable kind, field.
+PatrolError = IncidentError
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+    flagged: int
+    rejected: list[dict[str, Any]]
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZONE)  # a phone's local time
+
+
+def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The good items as a frame (with their index in the batch), and the bad ones by index
+    with the reason, naming the field."""
+    rows: list[tuple[Any, ...]] = []
+    rejected: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        reason = None
+        if not isinstance(item, dict):
+            reason = "not an object"
+        else:
+            worker, client = item.get("worker"), item.get("client_id")
+            lon, lat = _number(item.get("lon")), _number(item.get("lat"))
+            at = _time(item.get("time"))
+            accuracy, speed = item.get("accuracy_m"), item.get("speed_mps")
+            crs = item.get("crs", "wgs84")
+            if not isinstance(worker, str) or not worker or len(worker) > 64:
+                reason = "worker: a user name"
+            elif at is None:
+                reason = "time: not an ISO 8601 time"
+            elif lon is None or lat is None:
+                reason = "lon: lon and lat must be numbers"
+            elif accuracy is not None and (_number(accuracy) is None or accuracy < 0):
+                reason = "accuracy_m: a number of metres ≥ 0"
+            elif speed is not None and (_number(speed) is None or speed < 0):
+                reason = "speed_mps: a number ≥ 0"
+            elif client is not None and (not isinstance(client, str) or not client
+                                         or len(client) > 64):  # fmt: skip
+                reason = "client_id: a string of at most 64 characters"
+            elif at > now + MAX_AHEAD:
+                reason = "time: more than a day ahead of the server"
+            elif at < now - MAX_AGE:
+                reason = "time: more than a year old"
+            else:
+                try:
+                    crs_name = point_crs(crs) if isinstance(crs, str) else point_crs("?")
+                except UnknownCRSError as exc:
+                    reason = f"crs: {exc}"
+                else:
+                    if "\x00" in worker or (client and "\x00" in client):
+                        reason = "worker: contains a NUL character"
+                    else:
+                        key = client or f"{at.isoformat()}:{lon:.7f}:{lat:.7f}"
+                        rows.append((i, worker, at, lon, lat, crs_name,
+                                     _number(accuracy), _number(speed), key))  # fmt: skip
+        if reason is not None:
+            rejected.append({"index": i, "reason": reason})
+    frame = pd.DataFrame(
+        rows,
+        columns=["index", "worker", "time", "lon", "lat", "crs", "accuracy_m", "speed_mps",
+                 "client_id"],
+    )  # fmt: skip
+    if len(frame):
+        problems = coordinate_problems(frame["lon"].to_numpy(), frame["lat"].to_numpy())
+        bad = [j for j, p in enumerate(problems) if p]
+        for j in bad:
+            field, message = problems[j]  # type: ignore[misc]
+            rejected.append({"index": int(frame["index"].iat[j]), "reason": f"{field}: {message}"})
+        frame = frame.drop(index=bad).reset_index(drop=True)
+        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    rejected.sort(key=lambda r: r["index"])
+    return frame, rejected
+
+
+# -- partitions ---------------------------------------------------------------------------------
+
+# Days whose partition is known to exist, per database (tests and tools use several).
+_known_days: dict[str, set[dt.date]] = {}
+
+
+def _known(engine: Engine) -> set[dt.date]:
+    return _known_days.setdefault(engine.url.render_as_string(hide_password=True), set())
+
+
+def partition_name(day: dt.date) -> str:
+    return f"patrol_fix_{day:%Y%m%d}"
+
+
+def ensure_partitions(engine: Engine, days: Iterable[dt.date]) -> int:
+    """Make the day partitions that do not exist yet; returns how many were made. Safe from
+    several workers at once (an advisory lock per day)."""
+    known = _known(engine)
+    wanted = sorted(set(days) - known)
+    made = 0
+    for day in wanted:
+        name = partition_name(day)
+        start, end = day_bounds(day)
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            exists = conn.execute(
+                text("SELECT to_regclass(:n) IS NOT NULL"), {"n": name}
+            ).scalar_one()  # fmt: skip
+            if not exists:
+                conn.execute(
+                    text(
+                        f"CREATE TABLE {name} PARTITION OF patrol_fix FOR VALUES FROM "
+                        f"('{start.isoformat()}') TO ('{end.isoformat()}')"
+                    )
+                )
+                made += 1
+        known.add(day)
+    return made
+
+
+def ensure_ahead(engine: Engine, *, days: int = 7, now: dt.datetime | None = None) -> int:
+    today = (now or dt.datetime.now(dt.UTC)).astimezone(ZONE).date()
+    return ensure_partitions(engine, (today + dt.timedelta(days=i) for i in range(-1, days + 1)))
+
+
+def detach_before(engine: Engine, day: dt.date) -> list[str]:
+    """Detach every day partition before ``day``; they stay as plain tables (archive, drop)."""
+    with engine.begin() as conn:
+        names = conn.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'patrol_fix'::regclass ORDER BY c.relname"
+            )
+        ).scalars().all()  # fmt: skip
+        old = [n for n in names if n < partition_name(day)]
+        for name in old:
+            conn.execute(text(f"ALTER TABLE patrol_fix DETACH PARTITION {name}"))
+    for name in old:
+        _known(engine).discard(dt.datetime.strptime(name[-8:], "%Y%m%d").date())
+    return old
+
+
+# -- ingest -------------------------------------------------------------------------------------
+
+
+def _workers(
+    conn: Connection, frame: pd.DataFrame, principal: Principal, reach: ScopeFilter
+) -> dict[str, int]:
+    names = sorted(set(frame["worker"]))
+    rows = conn.execute(
+        text("SELECT id, name, region_code FROM staff WHERE name = ANY(:n) AND active"),
+        {"n": names},
+    ).all()  # fmt: skip
+    found = {r.name: r for r in rows}
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        first = int(frame.loc[frame["worker"] == unknown[0], "index"].iat[0])
+        raise PatrolError(
+            422, "unknown-worker", f"fixes[{first}].worker: no active staff "
+            f"{', '.join(map(repr, unknown[:5]))}", f"fixes[{first}].worker",
+        )  # fmt: skip
+    for name in names:
+        row = found[name]
+        mine = name == principal.name
+        if principal.role == "gridworker" and not mine:
+            raise PatrolError(403, "forbidden", f"a gridworker sends only their own fixes, "
+                              f"not {name!r}'s", "worker")  # fmt: skip
+        if not mine and not reach.allows(row.region_code):
+            raise PatrolError(403, "outside-scope",
+                              f"{name} works outside your area {principal.region_code}",
+                              "worker")  # fmt: skip
+    return {n: found[n].id for n in names}
+
+
+def _seconds(times: pd.Series) -> np.ndarray:
+    """Epoch seconds, whatever the column's resolution (pandas keeps µs from Python datetimes)."""
+    return times.astype("datetime64[ns, UTC]").astype("int64").to_numpy() / 1e9
+
+
+def _haversine(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    lam0, phi0, lam1, phi1 = map(np.radians, (x0, y0, x1, y1))
+    a = (np.sin((phi1 - phi0) / 2) ** 2
+         + np.cos(phi0) * np.cos(phi1) * np.sin((lam1 - lam0) / 2) ** 2)  # fmt: skip
+    return 2 * EARTH_M * np.arcsin(np.sqrt(np.minimum(a, 1.0)))
+
+
+def _jumps(conn: Connection, frame: pd.DataFrame) -> np.ndarray:
+    """Per fix (frame sorted by worker and time): faster than 150 km/h from the worker's last
+    plausible fix before it — stored or in this batch."""
+    before = conn.execute(
+        text(
+            """
+            SELECT DISTINCT ON (f.worker_id) f.worker_id, f.fix_time, ST_X(f.geom) AS x,
+                   ST_Y(f.geom) AS y
+            FROM patrol_fix f JOIN unnest(CAST(:w AS int[]), CAST(:t AS timestamptz[]))
+                 AS b(worker_id, first) ON b.worker_id = f.worker_id
+            WHERE f.fix_time < b.first AND f.fix_time > b.first - interval '1 hour'
+              AND f.flags & 1 = 0
+            ORDER BY f.worker_id, f.fix_time DESC
+            """
+        ),
+        {"w": [int(w) for w in frame.groupby("worker_id")["worker_id"].first()],
+         "t": [t.to_pydatetime() for t in frame.groupby("worker_id")["time"].min()]},
+    ).all()  # fmt: skip
+    last = {r.worker_id: (r.x, r.y, r.fix_time.timestamp()) for r in before}
+    ids = frame["worker_id"].to_numpy()
+    xs, ys = frame["x"].to_numpy(), frame["y"].to_numpy()
+    ts = _seconds(frame["time"])
+    # Vectorised first: the speed from the previous fix (the stored one for a worker's first).
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    px, py, pt = np.r_[np.nan, xs[:-1]], np.r_[np.nan, ys[:-1]], np.r_[np.nan, ts[:-1]]
+    for i in np.flatnonzero(first):
+        px[i], py[i], pt[i] = last.get(ids[i], (np.nan, np.nan, np.nan))
+    with np.errstate(invalid="ignore"):
+        fast = _haversine(px, py, xs, ys) > MAX_SPEED_MPS * np.maximum(ts - pt, 1.0)
+    if not fast.any():
+        return fast
+    # A worker with a jump: one pass in time order, so a jump is not the next fix's reference.
+    out = np.zeros(len(frame), dtype=bool)
+    for worker in set(ids[fast].tolist()):
+        ref = last.get(worker)
+        for i in np.flatnonzero(ids == worker).tolist():
+            if ref is not None:
+                metres = float(_haversine(np.array([ref[0]]), np.array([ref[1]]),
+                                          xs[i:i + 1], ys[i:i + 1])[0])  # fmt: skip
+                if metres > MAX_SPEED_MPS * max(ts[i] - ref[2], 1.0):
+                    out[i] = True
+                    continue
+            ref = (xs[i], ys[i], ts[i])
+    return out
+
+
+def ingest(
+    engine: Engine,
+    locator: LocateService,
+    principal: Principal,
+    reach: ScopeFilter,
+    items: list[Any],
+    *,
+    now: dt.datetime | None = None,
+) -> IngestResult:
+    """Store a batch of fixes: the good ones, located and flagged, each once."""
+    if len(items) > MAX_BATCH:
+        raise PatrolError(
+            413, "batch-too-large", f"fixes: {len(items):,} fixes; at most {MAX_BATCH:,} a batch",
+            "fixes",
+        )  # fmt: skip
+    now = now or dt.datetime.now(dt.UTC)
+    frame, rejected = parse(items, now)
+    if not len(frame):
+        return IngestResult(0, 0, 0, rejected)
+    snapshot = locator.current()
+    if snapshot is None:
+        raise PatrolError(503, "no-boundary-version", "no boundary version is active")
+    with engine.connect() as conn:
+        ids = _workers(conn, frame, principal, reach)
+    frame["worker_id"] = frame["worker"].map(ids)
+    frame["x"], frame["y"] = frame["lon"], frame["lat"]
+    for crs, rows in frame.groupby("crs").groups.items():
+        if crs in ("wgs84", "cgcs2000"):
+            continue
+        x, y = to_cgcs2000(frame.loc[rows, "lon"].to_numpy(), frame.loc[rows, "lat"].to_numpy(),
+                           str(crs))  # fmt: skip
+        frame.loc[rows, "x"], frame.loc[rows, "y"] = x, y
+    index = snapshot.index
+    where = index.locate_index(frame["x"].to_numpy(), frame["y"].to_numpy())
+    codes = index.codes
+    frame["grid_code"] = [codes[i] if i >= 0 else None for i in where.tolist()]
+    frame = frame.sort_values(["worker_id", "time"], kind="stable").reset_index(drop=True)
+    frame = frame.drop_duplicates(["worker_id", "time", "client_id"])
+    within_batch = len(items) - len(rejected) - len(frame)
+    flags = np.where(frame["accuracy_m"].fillna(0).to_numpy() > MAX_ACCURACY_M, ACCURACY, 0)
+    future = (frame["time"] > pd.Timestamp(now + FUTURE_SLACK)).to_numpy()
+    flags = flags | np.where(future, FUTURE, 0)
+    ensure_partitions(engine, {t.astimezone(ZONE).date() for t in frame["time"]})
+    with engine.begin() as conn:
+        frame["flags"] = flags | np.where(_jumps(conn, frame), JUMP, 0)
+        stored, flagged = _copy(conn, frame, snapshot.version.id)
+    return IngestResult(stored, len(frame) - stored + within_batch, flagged, rejected)
+
+
+_STAGE = ("worker_id", "fix_time", "client_id", "x", "y", "input_crs", "accuracy_m",
+          "speed_mps", "grid_code", "flags")  # fmt: skip
+
+
+def _copy(conn: Connection, frame: pd.DataFrame, version: int) -> tuple[int, int]:
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE patrol_stage (worker_id int, fix_time timestamptz, client_id text, "
+            "x float8, y float8, input_crs text, accuracy_m real, speed_mps real, grid_code text, "
+            "flags smallint) ON COMMIT DROP"
+        )
+    )
+    buffer = io.StringIO()
+    out = pd.DataFrame(
+        {"worker_id": frame["worker_id"], "fix_time": frame["time"].map(pd.Timestamp.isoformat),
+         "client_id": frame["client_id"], "x": frame["x"], "y": frame["y"],
+         "input_crs": frame["crs"], "accuracy_m": frame["accuracy_m"],
+         "speed_mps": frame["speed_mps"], "grid_code": frame["grid_code"],
+         "flags": frame["flags"]}
+    )  # fmt: skip
+    out.to_csv(buffer, index=False, header=False, float_format="%.9f")  # CSV quotes what it must
+    raw = conn.connection.driver_connection
+    statement = f"COPY patrol_stage ({', '.join(_STAGE)}) FROM STDIN WITH (FORMAT csv)"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        copy.write(buffer.getvalue())
+    row = conn.execute(
+        text(
+            """
+            WITH stored AS (
+                INSERT INTO patrol_fix (worker_id, fix_time, client_id, geom, input_crs,
+                    accuracy_m, speed_mps, grid_code, boundary_version_id, flags)
+                SELECT worker_id, fix_time, client_id, ST_SetSRID(ST_MakePoint(x, y), 4490),
+                    input_crs, accuracy_m, speed_mps, grid_code, :v, flags
+                FROM patrol_stage
+                ON CONFLICT DO NOTHING
+                RETURNING flags
+            )
+            SELECT count(*) AS n, count(*) FILTER (WHERE flags <> 0) AS flagged FROM stored
+            """
+        ),
+        {"v": version},
+    ).one()
+    return int(row.n), int(row.flagged)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def live(
+    conn: Connection, reach: ScopeFilter, *, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """Each on-duty worker's latest plausible fix of the last ten minutes, in the caller's
+    area (by the worker's home region)."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows = conn.execute(
+        text(
+            f"""
+            SELECT DISTINCT ON (f.worker_id) s.name AS worker, s.display_name, s.region_code,
+                   f.fix_time, ST_X(f.geom) AS lon, ST_Y(f.geom) AS lat, f.grid_code,
+                   f.accuracy_m, f.speed_mps
+            FROM patrol_fix f JOIN staff s ON s.id = f.worker_id
+            WHERE f.fix_time > :since AND f.fix_time <= :until AND f.flags = 0
+              AND {reach.sql(region="s.region_code")}
+            ORDER BY f.worker_id, f.fix_time DESC
+            """
+        ),
+        {**reach.params, "since": now - LIVE_WINDOW, "until": now + FUTURE_SLACK},
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time(), ZONE)
+    return start, start + dt.timedelta(days=1)
+
+
+def day_fixes(conn: Connection, worker_id: int, day: dt.date) -> pd.DataFrame:
+    """A worker's plausible fixes of one Beijing day, in time order."""
+    start, end = day_bounds(day)
+    rows = conn.execute(
+        text(
+            "SELECT fix_time AS time, ST_X(geom) AS x, ST_Y(geom) AS y, grid_code "
+            "FROM patrol_fix WHERE worker_id = :w AND fix_time >= :a AND fix_time < :b "
+            "AND flags = 0 ORDER BY fix_time"
+        ),
+        {"w": worker_id, "a": start, "b": end},
+    ).all()  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["time", "x", "y", "grid_code"])
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame
+
+
+GAP = dt.timedelta(minutes=5)
+
+
+def track_geojson(
+    worker: str, day: dt.date, fixes: pd.DataFrame, own: set[str], reports: int
+) -> dict[str, Any]:
+    """A worker's day as GeoJSON for playback: one LineString per stretch without a silence
+    over five minutes (``times`` beside the coordinates), and the day's figures — distance,
+    time on the move (silences not counted), time inside the worker's own grids (a fix's
+    interval counts where the fix is), grids visited, reports made."""
+    features: list[dict[str, Any]] = []
+    length = moving = inside = 0.0
+    if len(fixes):
+        xs, ys = fixes["x"].to_numpy(), fixes["y"].to_numpy()
+        ts = _seconds(fixes["time"])
+        step_s = np.diff(ts)
+        step_m = _haversine(xs[:-1], ys[:-1], xs[1:], ys[1:])
+        joined = step_s <= GAP.total_seconds()
+        length = float(step_m[joined].sum())
+        moving = float(step_s[joined].sum())
+        mine = fixes["grid_code"].isin(own).to_numpy()[:-1]
+        inside = float(step_s[joined & mine].sum())
+        cuts = np.flatnonzero(~joined) + 1
+        for n, (a, b) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, len(fixes)], strict=True)):
+            part = fixes.iloc[a:b]
+            coords = [[round(x, 7), round(y, 7)] for x, y in zip(part["x"], part["y"],
+                                                                 strict=True)]  # fmt: skip
+            geometry = ({"type": "LineString", "coordinates": coords} if len(coords) > 1
+                        else {"type": "Point", "coordinates": coords[0]})  # fmt: skip
+            features.append({
+                "type": "Feature", "id": f"{worker}:{day}:{n}", "geometry": geometry,
+                "properties": {"segment": n, "start": part["time"].iat[0].isoformat(),
+                               "end": part["time"].iat[-1].isoformat(),
+                               "times": [t.isoformat() for t in part["time"]]},
+            })  # fmt: skip
+    visited = sorted({g for g in fixes["grid_code"].dropna()}) if len(fixes) else []
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "worker": worker,
+        "date": day.isoformat(),
+        "summary": {"fixes": len(fixes), "segments": len(features),
+                    "distance_m": round(length, 1), "moving_s": round(moving),
+                    "own_grid_s": round(inside), "own_grids": sorted(own),
+                    "grids_visited": visited, "reports": int(reports)},
+    }  # fmt: skip

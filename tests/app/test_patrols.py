@@ -1,0 +1,207 @@
+"""Patrol fixes: idempotent, order-tolerant batch ingest with per-item refusals and flags, day
+partitions, live positions and a day's playback — on a real PostGIS."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pyproj import Geod
+from sqlalchemy import text
+
+from app.db.engine import make_engine
+from app.services import patrols
+from gis.crs import wgs84_to_gcj02
+from tests.conftest import bearer, point_inside
+
+GRID = "120106001001001"
+GEOD = Geod(ellps="WGS84")
+
+
+def east(x: float, y: float, metres: float) -> tuple[float, float]:
+    lon, lat, _ = GEOD.fwd(x, y, 90, metres)
+    return lon, lat
+
+
+@pytest.fixture
+def world(demo_db: str, client_for, demo_users) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    engine = make_engine(demo_db)
+    with engine.connect() as conn:
+        x, y = point_inside(conn, GRID)
+    client = client_for(demo_db, token=None)
+    yield {"engine": engine, "client": client, "x": x, "y": y, "users": demo_users,
+           "worker": demo_users["gridworker"]["name"]}  # fmt: skip
+    engine.dispose()
+
+
+def send(world: dict[str, Any], fixes: list[Any], role: str = "gridworker") -> Any:
+    return world["client"].post("/api/v1/patrols/fixes", json={"fixes": fixes},
+                                headers=bearer(world["users"][role]["token"]))  # fmt: skip
+
+
+def walk(world: dict[str, Any], n: int, *, start: dt.datetime, step_s: float = 15,
+         metres: float = 15, prefix: str = "f") -> list[dict[str, Any]]:  # fmt: skip
+    """A walk east at 1 m/s from the grid's inner point, a fix every 15 s."""
+    out = []
+    for i in range(n):
+        lon, lat = east(world["x"], world["y"], i * metres)
+        out.append({"worker": world["worker"], "time": (start + dt.timedelta(seconds=i * step_s))
+                    .isoformat(), "lon": lon, "lat": lat, "crs": "cgcs2000", "accuracy_m": 5,
+                    "speed_mps": metres / step_s, "client_id": f"{prefix}{i}"})  # fmt: skip
+    return out
+
+
+def stored(world: dict[str, Any]) -> list[Any]:
+    with world["engine"].connect() as conn:
+        return conn.execute(text(
+            "SELECT client_id, flags, grid_code, fix_time FROM patrol_fix ORDER BY fix_time"
+        )).all()  # fmt: skip
+
+
+def test_a_batch_sent_twice_is_stored_once_whatever_the_order(world) -> None:  # type: ignore[no-untyped-def]
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)
+    fixes = walk(world, 40, start=start)
+    first = send(world, fixes[::-1])  # a phone emptying its buffer newest first
+    assert first.status_code == 200, first.text
+    assert first.json() == {"accepted": 40, "duplicates": 0, "flagged": 0, "rejected": []}
+    again = send(world, fixes)
+    assert again.json() == {"accepted": 0, "duplicates": 40, "flagged": 0, "rejected": []}
+    overlap = send(world, fixes[30:] + walk(world, 50, start=start)[40:])
+    assert overlap.json()["accepted"] == 10 and overlap.json()["duplicates"] == 10
+    rows = stored(world)
+    assert len(rows) == 50 and all(r.flags == 0 for r in rows)
+    assert rows[0].grid_code == GRID  # located onto its grid
+
+
+def test_bad_fixes_are_named_and_the_good_ones_stored_flags_kept(world) -> None:  # type: ignore[no-untyped-def]
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
+    good = walk(world, 6, start=start)
+    far_lon, far_lat = east(world["x"], world["y"], 10_000)
+    jump = {
+        **good[3],
+        "lon": far_lon,
+        "lat": far_lat,
+        "client_id": "jump",
+        "time": (start + dt.timedelta(seconds=50)).isoformat(),
+    }  # 10 km in 5 s
+    inaccurate = {**good[4], "client_id": "fuzzy", "accuracy_m": 250,
+                  "time": (start + dt.timedelta(seconds=70)).isoformat()}  # fmt: skip
+    future = {
+        **good[5],
+        "client_id": "later",
+        "time": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(),
+    }
+    bad = [
+        ({**good[0], "lon": 200, "client_id": "b0"}, "lon"),
+        ({**good[0], "crs": "mars", "client_id": "b1"}, "crs"),
+        ({**good[0], "time": "yesterday", "client_id": "b2"}, "time"),
+        ({k: v for k, v in good[0].items() if k != "lat"} | {"client_id": "b3"}, "lon"),
+        ({**good[0], "accuracy_m": -1, "client_id": "b4"}, "accuracy_m"),
+        ({**good[0], "time": "2099-01-01T00:00:00Z", "client_id": "b5"}, "time"),
+        ("not a fix", "not an object"),
+    ]
+    batch = good + [jump, inaccurate, future] + [b for b, _ in bad]
+    got = send(world, batch)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["accepted"] == 9 and body["flagged"] == 3 and body["duplicates"] == 0
+    assert [r["index"] for r in body["rejected"]] == list(range(9, 9 + len(bad)))
+    for r, (_, field) in zip(body["rejected"], bad, strict=True):
+        assert r["reason"].startswith(field), r
+    flags = {r.client_id: r.flags for r in stored(world)}
+    assert flags["jump"] == patrols.JUMP and flags["fuzzy"] == patrols.ACCURACY
+    assert flags["later"] == patrols.FUTURE
+    assert flags["f4"] == 0  # the fix after the jump is judged from the last plausible one
+
+
+def test_whole_batch_refusals(world) -> None:  # type: ignore[no-untyped-def]
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    fix = walk(world, 1, start=start)[0]
+    unknown = send(world, [fix, {**fix, "worker": "nobody", "client_id": "x"}], role="admin")
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["field"] == "fixes[1].worker"
+    too_many = send(world, [fix] * (patrols.MAX_BATCH + 1))
+    assert too_many.status_code == 413
+    someone_else = send(world, [{**fix, "worker": world["users"]["admin"]["name"]}])
+    assert someone_else.status_code == 403  # a gridworker sends only their own fixes
+    for body in ({"fix": []}, [fix], {"fixes": "many"}):
+        got = world["client"].post(
+            "/api/v1/patrols/fixes",
+            json=body,
+            headers=bearer(world["users"]["gridworker"]["token"]),
+        )
+        assert got.status_code == 422 and got.json()["errors"][0]["field"] == "fixes"
+    assert stored(world) == []
+    # Out of the sender's area: a street commander may not send (role), an admin may.
+    assert send(world, [fix], role="street_commander").status_code == 403
+    assert send(world, [fix], role="admin").json()["accepted"] == 1
+
+
+def test_a_gcj02_fix_is_stored_on_the_grid_its_wgs84_position_lies_in(world) -> None:  # type: ignore[no-untyped-def]
+    gx, gy = wgs84_to_gcj02(world["x"], world["y"])
+    fix = {"worker": world["worker"], "time": dt.datetime.now(dt.UTC).isoformat(),
+           "lon": float(gx), "lat": float(gy), "crs": "gcj02", "client_id": "g"}  # fmt: skip
+    assert send(world, [fix]).json()["accepted"] == 1
+    assert stored(world)[0].grid_code == GRID
+
+
+def test_live_shows_the_latest_plausible_fix_of_the_last_ten_minutes(world) -> None:  # type: ignore[no-untyped-def]
+    now = dt.datetime.now(dt.UTC)
+    send(world, walk(world, 4, start=now - dt.timedelta(minutes=2)))
+    screen = bearer(world["users"]["screen"]["token"])
+    live = world["client"].get("/api/v1/patrols/live", headers=screen)
+    assert live.status_code == 200
+    assert live.headers["content-type"].startswith("application/geo+json")
+    (feature,) = live.json()["features"]
+    lon, lat = east(world["x"], world["y"], 45)
+    assert feature["geometry"]["coordinates"] == pytest.approx([lon, lat])
+    assert feature["properties"]["worker"] == world["worker"]
+    assert feature["properties"]["grid_code"] == GRID
+    # A newer jump is not a position; a newer plausible fix is.
+    far = east(world["x"], world["y"], 20_000)
+    send(world, [{"worker": world["worker"], "time": now.isoformat(), "lon": far[0],
+                  "lat": far[1], "crs": "cgcs2000", "client_id": "j"}])  # fmt: skip
+    again = world["client"].get("/api/v1/patrols/live", headers=screen).json()["features"]
+    assert again[0]["geometry"]["coordinates"] == pytest.approx([lon, lat])
+    # Another street's commander does not see this worker.
+    with world["engine"].begin() as conn:
+        conn.execute(text("UPDATE staff SET region_code = '120106002' "
+                          "WHERE name = 'demo-street-commander'"))  # fmt: skip
+    other = world["client"].get(
+        "/api/v1/patrols/live", headers=bearer(world["users"]["street_commander"]["token"])
+    )
+    assert other.json()["features"] == []
+
+
+def test_a_day_plays_back_split_at_silences(world) -> None:  # type: ignore[no-untyped-def]
+    day = dt.datetime.now(patrols.ZONE).date() - dt.timedelta(days=2)
+    start = dt.datetime.combine(day, dt.time(10), patrols.ZONE)
+    morning = walk(world, 21, start=start)  # 300 m in 5 min
+    later = walk(world, 11, start=start + dt.timedelta(minutes=30), prefix="g")  # 150 m
+    assert send(world, morning + later).json()["accepted"] == 32
+    with world["engine"].connect() as conn:
+        made = conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"),
+                            {"n": patrols.partition_name(day)}).scalar()  # fmt: skip
+    assert made  # its day's partition was made for it
+    got = world["client"].get(
+        "/api/v1/patrols/tracks",
+        params={"worker": world["worker"], "date": day.isoformat()},
+        headers=bearer(world["users"]["street_commander"]["token"]),
+    )
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert [f["geometry"]["type"] for f in body["features"]] == ["LineString", "LineString"]
+    assert len(body["features"][0]["properties"]["times"]) == 21
+    summary = body["summary"]
+    assert summary["segments"] == 2 and summary["fixes"] == 32
+    assert summary["distance_m"] == pytest.approx(450, rel=0.01)
+    assert summary["moving_s"] == 450  # 20 + 10 steps of 15 s; the silence is not counted
+    assert GRID in summary["grids_visited"]
+    nobody = world["client"].get("/api/v1/patrols/tracks", params={"worker": "nobody"},
+                                 headers=bearer(world["users"]["admin"]["token"]))  # fmt: skip
+    assert nobody.status_code == 404
+    assert patrols.detach_before(world["engine"], day + dt.timedelta(days=1)) == [
+        patrols.partition_name(day)]  # fmt: skip
+    assert len(stored(world)) == 0  # detached: no longer part of patrol_fix
