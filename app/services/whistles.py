@@ -788,6 +788,8 @@ def _check(
             403, "forbidden", f"only {who} may {action} this whistle; you may: {allowed}",
             "action", allowed_actions=mine,
         )  # fmt: skip
+    if action == "close" and w["status"] in ("blown", "responding"):
+        _require_done(parties)  # names who has not resolved yet
     if w["status"] not in step.sources:
         raise WhistleError(
             409, "invalid-transition",
@@ -954,7 +956,9 @@ def _reopen(conn, w, parties, request, principal, reach, at, where, ctx) -> None
     _move_cases(conn, w, principal, ("rework",), at)
 
 
-def _close(conn, w, parties, request, principal, reach, at, where, ctx) -> None:  # type: ignore[no-untyped-def]
+def _require_done(parties: list[dict[str, Any]]) -> None:
+    """Closing waits for every lead's resolution and every on-site co-handler's confirmation:
+    a 409 naming who is missing."""
     missing = [
         f"{p['department_code'] or p['staff_name']} ({p['role']}) has not "
         + ("resolved" if p["role"] == "lead" else "confirmed")
@@ -967,6 +971,10 @@ def _close(conn, w, parties, request, principal, reach, at, where, ctx) -> None:
             409, "incomplete", f"close: not yet — {'; '.join(missing)}", "action",
             missing=missing,
         )  # fmt: skip
+
+
+def _close(conn, w, parties, request, principal, reach, at, where, ctx) -> None:  # type: ignore[no-untyped-def]
+    _require_done(parties)
     _touch(conn, w, {"status": "closed", "closed_at": at, "ended_at": at})
     _history(conn, w["id"], principal, "close", w["status"], "closed", at, note=request.note,
              where=where)  # fmt: skip

@@ -374,8 +374,10 @@ def test_check_in_rules_close_rules_and_the_list(api) -> None:  # type: ignore[n
     # Closing before the lead has resolved: 409 naming what is missing.
     early = act(api, "street_commander", w, action="close")
     assert early.status_code == 409
-    assert "resolve" in early.json()["detail"] or "not possible" in early.json()["detail"]
-    assert early.json()["allowed_actions"] == ["progress", "escalate", "cancel"]
+    assert early.json()["missing"] == ["hq-police-001 (lead) has not resolved"]
+    assert "hq-police-001 (lead) has not resolved" in early.json()["detail"]
+    mine = api["client"].get(f"/api/v1/whistles/{w}", headers=as_(api, "street_commander"))
+    assert mine.json()["allowed_actions"] == ["progress", "escalate", "cancel"]
     resolved = act(api, "department_officer", w, action="resolve", note="done")
     assert resolved.json()["status"] == "resolved"
     # A cancel after someone came is refused; closing now works (housing never came).
