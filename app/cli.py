@@ -742,6 +742,64 @@ def _demo_whistles(engine: Any, settings: Any, *, days: int, count: int = 90) ->
         locator.stop()
 
 
+def _demo_patrols(engine: Any, settings: Any, *, days: int) -> int:
+    from app.services import demo_patrols
+    from app.services.locate import LocateService
+
+    locator = LocateService(engine, metric_crs=settings.metric_crs)
+    locator.refresh()
+    try:
+        return demo_patrols.load(engine, locator, days=days)
+    finally:
+        locator.stop()
+
+
+@demo_app.command("patrols")
+def demo_patrols_cmd(
+    days: Annotated[int, typer.Option(min=0, max=30, help="Full days before today")] = 1,
+) -> None:
+    """The demo gridworkers walking their own grids during shifts (a fix every 15 s), for DAYS
+    days and today up to now, stored as phones' fixes are. Idempotent: only adds what is new."""
+    settings = get_settings()
+    engine = _engine(settings)
+    started = time.perf_counter()
+    made = _demo_patrols(engine, settings, days=days)
+    engine.dispose()
+    out.print(f"{made:,} demo fix(es) added in {time.perf_counter() - started:.1f} s")
+
+
+@demo_app.command("live")
+def demo_live_cmd(
+    interval: Annotated[float, typer.Option(min=1, help="Seconds between fixes")] = 15.0,
+    steps: Annotated[int | None, typer.Option(min=1, help="Stop after N rounds")] = None,
+    always_on: Annotated[
+        bool, typer.Option(help="Every worker walks, on shift or not (a demo at night)")
+    ] = False,
+) -> None:
+    """A live feed: every INTERVAL seconds each demo gridworker on shift sends the next fix of
+    their walk, so /api/v1/patrols/live and the wall move. Runs until Ctrl-C (or --steps)."""
+    from app.services import demo_patrols
+    from app.services.locate import LocateService
+
+    settings = get_settings()
+    engine = _engine(settings)
+    locator = LocateService(engine, metric_crs=settings.metric_crs)
+    locator.refresh()
+
+    def told(step: int, stored: int) -> None:
+        out.print(f"round {step}: {stored} fix(es) sent", highlight=False)
+
+    try:
+        total = demo_patrols.live(engine, locator, steps=steps, interval_s=interval,
+                                  always_on=always_on, on_step=told)  # fmt: skip
+        out.print(f"{total:,} fix(es) sent")
+    except KeyboardInterrupt:
+        out.print("stopped")
+    finally:
+        locator.stop()
+        engine.dispose()
+
+
 @demo_app.command("whistles")
 def demo_whistles_cmd(
     count: Annotated[int, typer.Option(min=0, max=10_000, help="First whistles to blow")] = 90,
@@ -1072,6 +1130,14 @@ def setup() -> None:
                       "(GRIDMAP_DEMO_DAYS)")  # fmt: skip
         with engine.connect() as conn:
             no_whistles = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM whistle)")).scalar()
+        with engine.connect() as conn:
+            no_fixes = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM patrol_fix)")).scalar()
+        if no_fixes and settings.demo_days:
+            started = time.perf_counter()
+            fixes = _demo_patrols(engine, settings, days=settings.demo_patrol_days)
+            took = time.perf_counter() - started
+            out.print(f"loaded demo patrols: {fixes:,} fixes in {took:.0f} s "
+                      "(GRIDMAP_DEMO_PATROL_DAYS)")  # fmt: skip
         if no_whistles and settings.demo_days:
             started = time.perf_counter()
             blown = _demo_whistles(engine, settings, days=365)  # ~90 a year, cases or not

@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     login_window_s: float = Field(
         900.0, gt=0, description="The rate limit's window for failed logins (seconds)."
     )
+    demo_patrol_days: int = Field(
+        1,
+        ge=0,
+        le=30,
+        description="Full days of demo patrols `gridmap setup` loads before "
+        "today's (so far), when there are none.",
+    )
     whistle_limits: dict[str, tuple[int, int]] = Field(
         default_factory=dict,
         description="Whistle time limits per grade as JSON, overriding the catalogue: "

@@ -589,6 +589,5 @@ class PatrolFix(Base):
 
     __table_args__ = (
         Index("patrol_fix_time", "fix_time"),
-        Index("patrol_fix_grid", "grid_code", "fix_time"),
         {"postgresql_partition_by": "RANGE (fix_time)"},
     )

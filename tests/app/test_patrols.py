@@ -4,6 +4,7 @@ partitions, live positions and a day's playback — on a real PostGIS."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ def world(demo_db: str, client_for, demo_users) -> Iterator[dict[str, Any]]:  # 
         x, y = point_inside(conn, GRID)
     client = client_for(demo_db, token=None)
     yield {"engine": engine, "client": client, "x": x, "y": y, "users": demo_users,
-           "worker": demo_users["gridworker"]["name"]}  # fmt: skip
+           "worker": demo_users["gridworker"]["name"], "url": demo_db}  # fmt: skip
     engine.dispose()
 
 
@@ -205,3 +206,40 @@ def test_a_day_plays_back_split_at_silences(world) -> None:  # type: ignore[no-u
     assert patrols.detach_before(world["engine"], day + dt.timedelta(days=1)) == [
         patrols.partition_name(day)]  # fmt: skip
     assert len(stored(world)) == 0  # detached: no longer part of patrol_fix
+
+
+def test_the_demo_workers_move_on_the_live_layer_while_the_feed_runs(world, cli_for) -> None:  # type: ignore[no-untyped-def]
+    from app.services import demo_patrols, identity
+    from app.services.locate import LocateService
+
+    workers = identity.demo_gridworkers(world["engine"])  # one per grid, as `make run` makes
+    screen = bearer(world["users"]["screen"]["token"])
+    seen: list[dict[str, tuple[float, float]]] = []
+
+    def look(step: int, stored: int) -> None:  # what the wall sees after each round
+        live = world["client"].get("/api/v1/patrols/live", headers=screen).json()["features"]
+        seen.append({f["id"]: tuple(f["geometry"]["coordinates"]) for f in live})
+
+    locator = LocateService(world["engine"], metric_crs="EPSG:4548")
+    locator.refresh()
+    try:
+        sent = demo_patrols.live(world["engine"], locator, steps=3, interval_s=1,
+                                 always_on=True, on_step=look)  # fmt: skip
+    finally:
+        locator.stop()
+    assert sent == 3 * workers
+    # Everyone but the odd fix too inaccurate to show (flagged, kept off the wall) …
+    assert all(len(s) >= 0.98 * workers for s in seen)
+    # … and each walks on between the rounds.
+    for before, after in itertools.pairwise(seen):
+        both = set(before) & set(after)
+        assert sum(before[w] != after[w] for w in both) > 0.9 * workers
+    with world["engine"].connect() as conn:  # where their own grid is
+        inside = conn.execute(text(
+            "SELECT avg((grid_code = substr(s.name, 4))::int) FROM patrol_fix f "
+            "JOIN staff s ON s.id = f.worker_id WHERE s.name LIKE 'gw-%'")).scalar()  # fmt: skip
+    assert inside > 0.9
+    # The command runs the same feed.
+    ran = cli_for(world["url"])("demo", "live", "--steps", "2", "--interval", "1", "--always-on")
+    assert ran.exit_code == 0, ran.output
+    assert f"round 2: {workers} fix(es) sent" in ran.output
