@@ -1132,7 +1132,7 @@ def setup() -> None:
             no_whistles = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM whistle)")).scalar()
         with engine.connect() as conn:
             no_fixes = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM patrol_fix)")).scalar()
-        if no_fixes and settings.demo_days:
+        if no_fixes and settings.demo_patrols:
             started = time.perf_counter()
             fixes = _demo_patrols(engine, settings, days=settings.demo_patrol_days)
             took = time.perf_counter() - started

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     login_window_s: float = Field(
         900.0, gt=0, description="The rate limit's window for failed logins (seconds)."
     )
+    demo_patrols: bool = Field(
+        True, description="`gridmap setup` loads demo patrols when there are none."
+    )
     demo_patrol_days: int = Field(
         1,
         ge=0,

@@ -40,6 +40,9 @@ ADMIN = "test-admin"
 # Apps made by tests run no supervision scheduler on the wall clock: tests that need supervision
 # run a pass with their own clock (or ask for a scheduler explicitly).
 os.environ.setdefault("GRIDMAP_SUPERVISION_INTERVAL_S", "0")
+# Nor does `gridmap setup` walk a whole district's patrols for a day in every CLI test (two
+# million fixes); the patrol tests load what they need.
+os.environ.setdefault("GRIDMAP_DEMO_PATROLS", "false")
 CREDENTIALS: dict[str, dict[str, str]] = {}
 
 
