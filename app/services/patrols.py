@@ -264,13 +264,16 @@ def _jumps(conn: Connection, frame: pd.DataFrame) -> np.ndarray:
     before = conn.execute(
         text(
             """
-            SELECT DISTINCT ON (f.worker_id) f.worker_id, f.fix_time, ST_X(f.geom) AS x,
-                   ST_Y(f.geom) AS y
-            FROM patrol_fix f JOIN unnest(CAST(:w AS int[]), CAST(:t AS timestamptz[]))
-                 AS b(worker_id, first) ON b.worker_id = f.worker_id
-            WHERE f.fix_time < b.first AND f.fix_time > b.first - interval '1 hour'
-              AND f.flags & 1 = 0
-            ORDER BY f.worker_id, f.fix_time DESC
+            SELECT b.worker_id, f.fix_time, ST_X(f.geom) AS x, ST_Y(f.geom) AS y
+            FROM unnest(CAST(:w AS int[]), CAST(:t AS timestamptz[])) AS b(worker_id, first)
+            CROSS JOIN LATERAL (
+                -- one backward step on the primary key per worker; the bounds are constants
+                -- per worker, so only the partitions of that hour are read
+                SELECT p.fix_time, p.geom FROM patrol_fix p
+                WHERE p.worker_id = b.worker_id AND p.fix_time < b.first
+                  AND p.fix_time > b.first - interval '1 hour' AND p.flags & 1 = 0
+                ORDER BY p.fix_time DESC LIMIT 1
+            ) f
             """
         ),
         {"w": [int(w) for w in frame.groupby("worker_id")["worker_id"].first()],
