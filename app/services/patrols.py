@@ -53,6 +53,8 @@ LIVE_WINDOW = dt.timedelta(minutes=10)
 JUMP, ACCURACY, FUTURE = 1, 2, 4
 FLAG_NAMES = {JUMP: "jump", ACCURACY: "accuracy", FUTURE: "future"}
 EARTH_M = 6_371_008.8
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 # A patrol refusal is the same kind of object as a case's: status, stable kind, field.
 PatrolError = IncidentError
@@ -90,6 +92,7 @@ def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[s
     with the reason, naming the field."""
     rows: list[tuple[Any, ...]] = []
     rejected: list[dict[str, Any]] = []
+    crs_names: dict[str, str] = {}  # a batch uses one or two spellings: convert each once
     for i, item in enumerate(items):
         reason = None
         if not isinstance(item, dict):
@@ -119,7 +122,10 @@ def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[s
                 reason = "time: more than a year old"
             else:
                 try:
-                    crs_name = point_crs(crs) if isinstance(crs, str) else point_crs("?")
+                    crs_name = crs_names.get(crs) if isinstance(crs, str) else None
+                    if crs_name is None:
+                        crs_name = point_crs(crs) if isinstance(crs, str) else point_crs("?")
+                        crs_names[crs] = crs_name
                 except UnknownCRSError as exc:
                     reason = f"crs: {exc}"
                 else:
@@ -127,15 +133,15 @@ def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[s
                         reason = "worker: contains a NUL character"
                     else:
                         key = client or f"{at.isoformat()}:{lon:.7f}:{lat:.7f}"
-                        rows.append((i, worker, at, lon, lat, crs_name,
+                        micros = (at - EPOCH) // MICROSECOND  # exact; numbers, not objects
+                        rows.append((i, worker, micros, lon, lat, crs_name,
                                      _number(accuracy), _number(speed), key))  # fmt: skip
         if reason is not None:
             rejected.append({"index": i, "reason": reason})
-    frame = pd.DataFrame(
-        rows,
-        columns=["index", "worker", "time", "lon", "lat", "crs", "accuracy_m", "speed_mps",
-                 "client_id"],
-    )  # fmt: skip
+    columns = ("index", "worker", "time", "lon", "lat", "crs", "accuracy_m", "speed_mps",
+               "client_id")  # fmt: skip
+    frame = pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True))
+                         if rows else {c: [] for c in columns})  # fmt: skip
     if len(frame):
         problems = coordinate_problems(frame["lon"].to_numpy(), frame["lat"].to_numpy())
         bad = [j for j, p in enumerate(problems) if p]
@@ -143,7 +149,7 @@ def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[s
             field, message = problems[j]  # type: ignore[misc]
             rejected.append({"index": int(frame["index"].iat[j]), "reason": f"{field}: {message}"})
         frame = frame.drop(index=bad).reset_index(drop=True)
-        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    frame["time"] = pd.to_datetime(frame["time"].to_numpy(dtype=np.int64), unit="us", utc=True)
     rejected.sort(key=lambda r: r["index"])
     return frame, rejected
 
