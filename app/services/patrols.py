@@ -40,6 +40,7 @@ from app.services.identity import Principal
 from app.services.incidents import IncidentError
 from app.services.locate import LocateService, coordinate_problems
 from app.services.scoping import ScopeFilter
+from gis import tracks
 from gis.crs import UnknownCRSError, point_crs, to_cgcs2000
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -489,49 +490,51 @@ def day_fixes(conn: Connection, worker_id: int, day: dt.date) -> pd.DataFrame:
     return frame
 
 
-GAP = dt.timedelta(minutes=5)
-
-
 def track_geojson(
     worker: str, day: dt.date, fixes: pd.DataFrame, own: set[str], reports: int
 ) -> dict[str, Any]:
     """A worker's day as GeoJSON for playback: one LineString per stretch without a silence
-    over five minutes (``times`` beside the coordinates), and the day's figures — distance,
-    time on the move (silences not counted), time inside the worker's own grids (a fix's
-    interval counts where the fix is), grids visited, reports made."""
+    over five minutes, the fixes' ``times`` beside the coordinates; the stops of three minutes
+    or more as points; and the day's figures from ``gis.tracks.daily_tracks`` — distance, time
+    on the move (silences not counted), time inside the worker's own grids, grids visited,
+    stops — with the reports the worker made that day."""
     features: list[dict[str, Any]] = []
-    length = moving = inside = 0.0
+    summary: dict[str, Any] = {"fixes": len(fixes), "segments": 0, "distance_m": 0.0,
+                               "moving_s": 0, "own_grid_s": 0, "stops": 0}  # fmt: skip
     if len(fixes):
+        walked = fixes.assign(worker=worker)
+        _, stops, days = tracks.daily_tracks(walked, own={worker: own})
         xs, ys = fixes["x"].to_numpy(), fixes["y"].to_numpy()
         ts = _seconds(fixes["time"])
-        step_s = np.diff(ts)
-        step_m = _haversine(xs[:-1], ys[:-1], xs[1:], ys[1:])
-        joined = step_s <= GAP.total_seconds()
-        length = float(step_m[joined].sum())
-        moving = float(step_s[joined].sum())
-        mine = fixes["grid_code"].isin(own).to_numpy()[:-1]
-        inside = float(step_s[joined & mine].sum())
-        cuts = np.flatnonzero(~joined) + 1
+        cuts = np.flatnonzero(np.diff(ts) > tracks.GAP.total_seconds()) + 1
         for n, (a, b) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, len(fixes)], strict=True)):
             part = fixes.iloc[a:b]
-            coords = [[round(x, 7), round(y, 7)] for x, y in zip(part["x"], part["y"],
-                                                                 strict=True)]  # fmt: skip
+            coords = [[round(x, 7), round(y, 7)] for x, y in zip(xs[a:b], ys[a:b], strict=True)]
             geometry = ({"type": "LineString", "coordinates": coords} if len(coords) > 1
                         else {"type": "Point", "coordinates": coords[0]})  # fmt: skip
             features.append({
                 "type": "Feature", "id": f"{worker}:{day}:{n}", "geometry": geometry,
-                "properties": {"segment": n, "start": part["time"].iat[0].isoformat(),
+                "properties": {"kind": "track", "segment": n,
+                               "start": part["time"].iat[0].isoformat(),
                                "end": part["time"].iat[-1].isoformat(),
                                "times": [t.isoformat() for t in part["time"]]},
             })  # fmt: skip
+        for i, stop in enumerate(stops.itertuples()):
+            features.append({
+                "type": "Feature", "id": f"{worker}:{day}:stop:{i}",
+                "geometry": {"type": "Point", "coordinates": [round(stop.geometry.x, 7),
+                                                              round(stop.geometry.y, 7)]},
+                "properties": {"kind": "stop", "start": stop.start.isoformat(),
+                               "end": stop.end.isoformat(),
+                               "duration_s": round(float(stop.duration_s))},
+            })  # fmt: skip
+        mine = [d for d in days if d.date == day]
+        if mine:
+            d = mine[0]
+            summary.update(segments=d.segments, distance_m=round(d.length_m, 1),
+                           moving_s=round(d.duration_s), own_grid_s=round(d.own_grid_s),
+                           stops=d.stops)  # fmt: skip
     visited = sorted({g for g in fixes["grid_code"].dropna()}) if len(fixes) else []
-    return {
-        "type": "FeatureCollection",
-        "features": features,
-        "worker": worker,
-        "date": day.isoformat(),
-        "summary": {"fixes": len(fixes), "segments": len(features),
-                    "distance_m": round(length, 1), "moving_s": round(moving),
-                    "own_grid_s": round(inside), "own_grids": sorted(own),
-                    "grids_visited": visited, "reports": int(reports)},
-    }  # fmt: skip
+    summary.update(own_grids=sorted(own), grids_visited=visited, reports=int(reports))
+    return {"type": "FeatureCollection", "features": features, "worker": worker,
+            "date": day.isoformat(), "summary": summary}  # fmt: skip

@@ -181,7 +181,8 @@ def test_a_day_plays_back_split_at_silences(world) -> None:  # type: ignore[no-u
     start = dt.datetime.combine(day, dt.time(10), patrols.ZONE)
     morning = walk(world, 21, start=start)  # 300 m in 5 min
     later = walk(world, 11, start=start + dt.timedelta(minutes=30), prefix="g")  # 150 m
-    assert send(world, morning + later).json()["accepted"] == 32
+    pause = walk(world, 17, start=start + dt.timedelta(minutes=60), metres=0, prefix="p")  # 4 min
+    assert send(world, morning + later + pause).json()["accepted"] == 49
     with world["engine"].connect() as conn:
         made = conn.execute(text("SELECT to_regclass(:n) IS NOT NULL"),
                             {"n": patrols.partition_name(day)}).scalar()  # fmt: skip
@@ -193,12 +194,15 @@ def test_a_day_plays_back_split_at_silences(world) -> None:  # type: ignore[no-u
     )
     assert got.status_code == 200, got.text
     body = got.json()
-    assert [f["geometry"]["type"] for f in body["features"]] == ["LineString", "LineString"]
-    assert len(body["features"][0]["properties"]["times"]) == 21
+    lines = [f for f in body["features"] if f["properties"]["kind"] == "track"]
+    assert [f["geometry"]["type"] for f in lines] == ["LineString"] * 3
+    assert len(lines[0]["properties"]["times"]) == 21
+    stops = [f for f in body["features"] if f["properties"]["kind"] == "stop"]
+    assert len(stops) == 1 and stops[0]["properties"]["duration_s"] == 240
     summary = body["summary"]
-    assert summary["segments"] == 2 and summary["fixes"] == 32
+    assert summary["segments"] == 3 and summary["fixes"] == 49 and summary["stops"] == 1
     assert summary["distance_m"] == pytest.approx(450, rel=0.01)
-    assert summary["moving_s"] == 450  # 20 + 10 steps of 15 s; the silence is not counted
+    assert summary["moving_s"] == 690  # 20 + 10 + 16 steps of 15 s; silences not counted
     assert GRID in summary["grids_visited"]
     nobody = world["client"].get("/api/v1/patrols/tracks", params={"worker": "nobody"},
                                  headers=bearer(world["users"]["admin"]["token"]))  # fmt: skip
