@@ -96,6 +96,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/patrols/fixes"): "patrols:ingest",
     ("GET", "/api/v1/patrols/live"): "patrols:read",
     ("GET", "/api/v1/patrols/tracks"): "patrols:read",
+    ("GET", "/api/v1/patrols/coverage"): "patrols:read",
+    ("GET", "/api/v1/patrols/unpatrolled"): "patrols:read",
 }
 
 

@@ -7,6 +7,8 @@ import datetime as dt
 import json
 from typing import Annotated, Any
 
+import pandas as pd
+import shapely.geometry
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -167,3 +169,82 @@ def tracks(
     ).scalar_one()  # fmt: skip
     body = service.track_geojson(worker, day, fixes, own, reports)
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
+
+
+RegionQuery = Annotated[
+    str, Query(max_length=32, pattern=r"^\d+$", description="A region code: its grids")
+]
+
+
+def _in_reach(reach: Reach, region: str) -> None:
+    if not region.startswith(reach.region_code) and not reach.region_code.startswith(region):
+        raise not_found(f"no region {region} in your area")
+
+
+@router.get(
+    "/coverage",
+    responses={
+        200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}},
+        **problem_responses(404, 422),
+    },
+)
+def coverage(
+    conn: Conn,
+    reach: Reach,
+    request: Request,
+    region: RegionQuery,
+    date: Annotated[dt.date | None, Query(description="A Beijing day (default: today)")] = None,
+    by: Annotated[str, Query(pattern="^(day|week)$")] = "day",
+) -> Response:
+    """Patrol coverage of a region's grids for a day, or the ISO week holding it (`by=week`):
+    per grid the share of its area within 25 m of a track, visits, dwell minutes, the mean
+    hours between visits and how many workers came — computed from the stored fixes (a street
+    takes well under a second; the whole district a few seconds)."""
+    _in_reach(reach, region)
+    if not region.startswith(reach.region_code):
+        region = reach.region_code  # the caller's part of a wider region
+    day = date or dt.datetime.now(service.ZONE).date()
+    start, days = (day - dt.timedelta(days=day.weekday()), 7) if by == "week" else (day, 1)
+    grids, table = service.coverage(conn, region, start, days,
+                                    metric_crs=request.app.state.settings.metric_crs)  # fmt: skip
+    if not len(grids):
+        raise not_found(f"no grids in region {region}")
+    figures = {r.code: r for r in table.itertuples()} if len(table) else {}
+    features = []
+    for code, shape in zip(grids["code"], grids.geometry, strict=True):
+        r = figures.get(code)
+        features.append({
+            "type": "Feature", "id": code, "geometry": shapely.geometry.mapping(shape),
+            "properties": {
+                "code": code, "period": start.isoformat(), "by": by,
+                "covered_share": round(float(r.covered_share), 4) if r else 0.0,
+                "visits": int(r.visits) if r else 0,
+                "dwell_min": round(float(r.dwell_min), 1) if r else 0.0,
+                "revisit_h": (None if r is None or pd.isna(r.revisit_h)
+                              else round(float(r.revisit_h), 2)),
+                "workers": int(r.workers) if r else 0,
+            },
+        })  # fmt: skip
+    body = {"type": "FeatureCollection", "features": features}
+    return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
+
+
+class Unpatrolled(BaseModel):
+    code: str
+    last_visit: dt.datetime | None
+    days_since: int | None
+
+
+@router.get("/unpatrolled", response_model=list[Unpatrolled], responses=problem_responses(404))
+def unpatrolled(
+    conn: Conn,
+    reach: Reach,
+    region: RegionQuery,
+    days: Annotated[int, Query(ge=1, le=90)] = 3,
+) -> list[Unpatrolled]:
+    """The region's grids no gridworker has patrolled in the last `days` days (a plausible fix
+    inside), never-visited first, then the longest neglected."""
+    _in_reach(reach, region)
+    if not region.startswith(reach.region_code):
+        region = reach.region_code
+    return [Unpatrolled(**r) for r in service.unpatrolled(conn, region, days=days)]

@@ -30,16 +30,18 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import shapely
 from sqlalchemy import Connection, Engine, text
 
 from app.services.identity import Principal
 from app.services.incidents import IncidentError
 from app.services.locate import LocateService, coordinate_problems
-from app.services.scoping import ScopeFilter
+from app.services.scoping import ScopeFilter, prefix_pattern
 from gis import tracks
 from gis.crs import UnknownCRSError, point_crs, to_cgcs2000
 
@@ -538,3 +540,76 @@ def track_geojson(
     summary.update(own_grids=sorted(own), grids_visited=visited, reports=int(reports))
     return {"type": "FeatureCollection", "features": features, "worker": worker,
             "date": day.isoformat(), "summary": summary}  # fmt: skip
+
+
+def _grids(conn: Connection, region: str) -> gpd.GeoDataFrame:
+    rows = conn.execute(
+        text(
+            "SELECT r.code, ST_AsBinary(r.geom) AS wkb FROM region r JOIN boundary_version v "
+            "ON v.id = r.version_id AND v.is_active WHERE r.level = 'grid' AND r.code LIKE :p "
+            "ORDER BY r.code"
+        ),
+        {"p": prefix_pattern(region)},
+    ).all()  # fmt: skip
+    return gpd.GeoDataFrame(
+        {"code": [r.code for r in rows]},
+        geometry=[shapely.from_wkb(bytes(r.wkb)) for r in rows],
+        crs=4490,
+    )
+
+
+def coverage(
+    conn: Connection, region: str, start: dt.date, days: int, *, metric_crs: str
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """Per grid of ``region`` and day (or the week, when ``days`` is 7 from a Monday): the share
+    of its area within 25 m of a track, visits, dwell minutes, revisit interval and workers —
+    computed with ``gis.tracks`` from the plausible fixes stored in those grids."""
+    grids = _grids(conn, region)
+    first, _ = day_bounds(start)
+    end = first + dt.timedelta(days=days)
+    rows = conn.execute(
+        text(
+            "SELECT s.name AS worker, f.fix_time AS time, ST_X(f.geom) AS x, ST_Y(f.geom) AS y, "
+            "f.grid_code FROM patrol_fix f JOIN staff s ON s.id = f.worker_id "
+            "WHERE f.fix_time >= :a AND f.fix_time < :b AND f.flags = 0 AND f.grid_code LIKE :p "
+            "ORDER BY s.name, f.fix_time"
+        ),
+        {"a": first, "b": end, "p": prefix_pattern(region)},
+    ).all()  # fmt: skip
+    fixes = pd.DataFrame(rows, columns=["worker", "time", "x", "y", "grid_code"])
+    fixes["time"] = pd.to_datetime(fixes["time"], utc=True)
+    segments, _, _ = tracks.daily_tracks(fixes, own={}, metric_crs=metric_crs)
+    by = "week" if days == 7 else "day"
+    table = tracks.coverage(segments, grids, fixes, by=by, metric_crs=metric_crs)
+    return grids, table
+
+
+def unpatrolled(
+    conn: Connection, region: str, *, days: int, now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """The grids of ``region`` with no plausible fix in the last ``days`` days, with the last
+    one within the 90 days before (None: none in that time), the longest neglected first."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows = conn.execute(
+        text(
+            """
+            SELECT r.code, last.at AS last_visit FROM region r
+            JOIN boundary_version v ON v.id = r.version_id AND v.is_active
+            LEFT JOIN LATERAL (
+                SELECT max(f.fix_time) AS at FROM patrol_fix f
+                WHERE f.grid_code = r.code AND f.flags = 0
+                  AND f.fix_time >= :since AND f.fix_time <= :now
+            ) last ON true
+            WHERE r.level = 'grid' AND r.code LIKE :p
+              AND (last.at IS NULL OR last.at < :cut)
+            ORDER BY last.at NULLS FIRST, r.code
+            """
+        ),
+        {"p": prefix_pattern(region), "now": now, "since": now - dt.timedelta(days=90),
+         "cut": now - dt.timedelta(days=days)},
+    ).mappings()  # fmt: skip
+    return [
+        {"code": r["code"], "last_visit": r["last_visit"],
+         "days_since": None if r["last_visit"] is None else (now - r["last_visit"]).days}
+        for r in rows
+    ]  # fmt: skip

@@ -102,6 +102,12 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/patrols/tracks"): lambda ctx, role: {
         "url": "/api/v1/patrols/tracks", "params": {"worker": ctx["fix"]["worker"]},
     },
+    ("GET", "/api/v1/patrols/coverage"): {
+        "url": "/api/v1/patrols/coverage", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/patrols/unpatrolled"): {
+        "url": "/api/v1/patrols/unpatrolled", "params": {"region": GRID},
+    },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
         "data": {"service_code": "E0101", "lat": str(ctx["y"]), "long": str(ctx["x"]),

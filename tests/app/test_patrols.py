@@ -247,3 +247,36 @@ def test_the_demo_workers_move_on_the_live_layer_while_the_feed_runs(world, cli_
     ran = cli_for(world["url"])("demo", "live", "--steps", "2", "--interval", "1", "--always-on")
     assert ran.exit_code == 0, ran.output
     assert f"round 2: {workers} fix(es) sent" in ran.output
+
+
+def test_coverage_and_unpatrolled_grids(world) -> None:  # type: ignore[no-untyped-def]
+    day = dt.datetime.now(patrols.ZONE).date() - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(9), patrols.ZONE)
+    assert send(world, walk(world, 9, start=start, metres=8)).json()["accepted"] == 9  # 64 m
+    community = GRID[:12]
+    commander = bearer(world["users"]["street_commander"]["token"])
+    got = world["client"].get("/api/v1/patrols/coverage", headers=commander,
+                              params={"region": community, "date": day.isoformat()})  # fmt: skip
+    assert got.status_code == 200, got.text
+    grids = {f["id"]: f["properties"] for f in got.json()["features"]}
+    assert all(code.startswith(community) for code in grids) and len(grids) > 1
+    mine = grids[GRID]
+    assert mine["visits"] == 1 and mine["workers"] == 1 and mine["dwell_min"] == 2.0  # 8 × 15 s
+    assert 0 < mine["covered_share"] < 1
+    walked = {r.grid_code for r in stored(world)}  # the walk may step into a neighbour
+    assert {code for code, p in grids.items() if p["visits"]} == walked
+    week = world["client"].get("/api/v1/patrols/coverage", headers=commander,
+                               params={"region": community, "date": day.isoformat(),
+                                       "by": "week"}).json()  # fmt: skip
+    assert {f["id"]: f["properties"]["visits"] for f in week["features"]}[GRID] == 1
+    idle = world["client"].get("/api/v1/patrols/unpatrolled", headers=commander,
+                               params={"region": community, "days": 3}).json()  # fmt: skip
+    assert {g["code"] for g in idle} == set(grids) - walked
+    assert all(g["last_visit"] is None for g in idle)
+    # Another street's grids are not the commander's; a bad period is named.
+    other = world["client"].get("/api/v1/patrols/unpatrolled", headers=commander,
+                                params={"region": "120106002"})  # fmt: skip
+    assert other.status_code == 404
+    bad = world["client"].get("/api/v1/patrols/coverage", headers=commander,
+                              params={"region": community, "by": "month"})  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "by"
