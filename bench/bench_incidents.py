@@ -1075,12 +1075,24 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
                 failures.append(f"listing: ratio {worst:.1f}x < {TARGET_LISTING_RATIO:.0f}x")
         elif args.skip_listing:
             emit(["listing — skipped (--skip-listing)"])
+    return finish(figures, out, failures, args.results, emit, log)
+
+
+def finish(
+    figures: dict[str, Any],
+    out: list[str],
+    failures: list[str],
+    path: Path,
+    emit: Callable[[list[str]], None],
+    log: Callable[[str], None],
+) -> int:
+    """The end of a benchmark run: the load average and the failures printed, every figure and
+    the printed table written as JSON to ``path``; the exit status (1 when a target is missed)."""
     emit([f"load average {os.getloadavg()[0]:.2f} at the end (1 minute; nproc {nproc()})"])
     if failures:
         emit([f"FAILED: {f}" for f in failures])
-
     figures.update(failures=failures, table=out)
-    results = args.results.absolute()
+    results = path.absolute()
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str) + "\n")
     shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results

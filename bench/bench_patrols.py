@@ -80,6 +80,7 @@ from bench_incidents import (  # noqa: E402
     _commit,
     _on_sigterm,
     cpu_seconds,
+    finish,
     machine_busy_seconds,
     uvicorn_server,
 )
@@ -851,16 +852,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
             skip = ("Ordered by", "List reduced")
             profile = figures["in_process"]["profile"].splitlines()
             emit(["    " + ln for ln in profile if ln.strip() and not ln.lstrip().startswith(skip)])
-    emit([f"load average {os.getloadavg()[0]:.2f} at the end (1 minute; nproc {nproc()})"])
-    if failures:
-        emit([f"FAILED: {f}" for f in failures])
-    figures.update(failures=failures, table=out)
-    results = args.results.absolute()
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(figures, indent=2, ensure_ascii=False, default=str) + "\n")
-    shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
-    log(f"figures written to {shown}")
-    return 1 if failures else 0
+    return finish(figures, out, failures, args.results, emit, log)
 
 
 def main(argv: list[str] | None = None) -> int:

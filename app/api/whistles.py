@@ -26,7 +26,7 @@ from app.api.deps import (
     json_or_multipart,
     printable,
 )
-from app.api.incidents import refuse
+from app.api.incidents import PhotoOut, refuse
 from app.api.problems import invalid, not_found, problem_responses
 from app.services import evaluation as scoring
 from app.services import whistles as service
@@ -126,14 +126,6 @@ class HistoryOut(BaseModel):
     lon: float | None
     lat: float | None
     data: dict[str, Any] | None
-
-
-class PhotoOut(BaseModel):
-    id: int
-    sha256: str
-    content_type: str
-    bytes: int
-    url: str
 
 
 class WhistleOut(BaseModel):
