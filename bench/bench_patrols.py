@@ -19,7 +19,7 @@ The patrols issue's performance target, measured in one run against one private 
   partitions of the HTTP runs are emptied after their checks), as the ingest's jump test reads
   the whole table: the first and last batches' times show how the cost grows with it.
 * gridmap in-process: ``app.services.patrols.ingest`` called directly on the same fixes (no
-  HTTP; the JSON decoding is timed apart), with timing wrappers around the steps it calls by
+  HTTP; from the same request bodies' bytes), with timing wrappers around the steps it calls by
   name (parse, the workers' lookup, the grid lookup, the jump test, staging + COPY + INSERT) —
   the service itself is unchanged — and then one more batch under cProfile.
 * peer: a row-by-row ORM insert of the first ``--peer-fixes`` of the same fixes into the same
@@ -481,23 +481,19 @@ def run_in_process(
             reach = scope_for(conn, principal)
         # untimed: the first call (caches, the first COPY) on the warm-up day
         second = spans(args.batch, min(2 * args.batch, fixes.count), args.batch)
-        patrols.ingest(engine, locator, principal, reach, fixes.items(*second[0], days["warm"]))
+        patrols.ingest(engine, locator, principal, reach, fixes.body(*second[0], days["warm"]))
         batches = spans(0, args.fixes, args.batch)
         log(f"in-process: patrols.ingest on {args.fixes:,} fixes in {len(batches)} batches …")
         totals: Counter[str] = Counter()
         took: list[float] = []
-        decode = 0.0
         before = (time.process_time(), cpu_seconds(db["postmaster"], tree=True),
                   machine_busy_seconds())  # fmt: skip
         loop_started = time.perf_counter()
         with timed_steps(locator) as spent:
             for lo, hi in batches:
-                body = fixes.body(lo, hi, day)
+                body = fixes.body(lo, hi, day)  # the request's bytes, as the endpoint passes them
                 started = time.perf_counter()
-                items = json.loads(body)["fixes"]  # what the endpoint does first: not in `took`
-                decode += time.perf_counter() - started
-                started = time.perf_counter()
-                done = patrols.ingest(engine, locator, principal, reach, items)
+                done = patrols.ingest(engine, locator, principal, reach, body)
                 took.append(time.perf_counter() - started)
                 totals.update(accepted=done.accepted, duplicates=done.duplicates,
                               flagged=done.flagged, rejected=len(done.rejected))  # fmt: skip
@@ -509,10 +505,10 @@ def run_in_process(
         profile = None
         if args.profile and len(second) and fixes.count >= 3 * args.batch:
             third = spans(2 * args.batch, 3 * args.batch, args.batch)[0]
-            items = fixes.items(*third, days["warm"])
+            body = fixes.body(*third, days["warm"])
             profiler = cProfile.Profile()
             profiler.enable()
-            patrols.ingest(engine, locator, principal, reach, items)
+            patrols.ingest(engine, locator, principal, reach, body)
             profiler.disable()
             text_out = io.StringIO()
             stats = pstats.Stats(profiler, stream=text_out)
@@ -527,7 +523,6 @@ def run_in_process(
             "median_batch_ms": statistics.median(took) * 1000,
             "first_batches_ms": statistics.median(took[:5]) * 1000,
             "last_batches_ms": statistics.median(took[-5:]) * 1000,
-            "json_loads_ms_per_batch": decode * 1000 / len(batches),
             "steps_ms_per_batch": {k: v * 1000 / len(batches) for k, v in spent.items()},
             "stored": stored, **totals, "profile": profile,
             "process_cpu_s": after[0] - before[0], "postgres_cpu_s": after[1] - before[1],
@@ -677,11 +672,12 @@ def lines_for(figures: dict[str, Any], args: argparse.Namespace) -> tuple[list[s
         f"  {inproc['rate_per_s']:9,.0f} fixes/s   {inproc['fixes']:,} fixes in "
         f"{inproc['wall_s']:.2f} s; a batch: median {inproc['median_batch_ms']:.0f} ms, first "
         f"five {inproc['first_batches_ms']:.0f} ms, last five {inproc['last_batches_ms']:.0f} "
-        f"ms; json.loads of the body (not counted) {inproc['json_loads_ms_per_batch']:.0f} ms; "
-        f"{_busy(inproc, inproc['loop_wall_s'])} (writing the bodies included)"
+        f"ms (from the request body's bytes); {_busy(inproc, inproc['loop_wall_s'])} (writing "
+        "the bodies included)"
     )
     out.append(
-        f"    per batch: parse {st['parse']:.0f} ms, workers' lookup {st['_workers']:.0f} ms, "
+        f"    per batch: parse (validate the JSON, columns) {st['parse']:.0f} ms, workers' "
+        f"lookup {st['_workers']:.0f} ms, "
         f"locate_index {st['locate_index']:.1f} ms, jump test (SQL + numpy) {st['_jumps']:.0f} "
         f"ms, staging + COPY + INSERT … ON CONFLICT {st['_copy']:.0f} ms, the rest (frame, "
         f"sort, dedupe, flags, partitions, commit) {rest:.0f} ms"
@@ -762,7 +758,7 @@ def spy_lines(label: str, spy: dict[str, Any], top: int = 12) -> list[str]:
     lines = [
         f"  py-spy on the server ({label}): {spy['samples']:,} samples ({spy['file']}), "
         f"{threads.get('worker', 0) / total:.0%} in the thread pool (the ingest), "
-        f"{threads.get('loop', 0) / total:.0%} on the event loop (HTTP, json.loads); by the "
+        f"{threads.get('loop', 0) / total:.0%} on the event loop (HTTP); by the "
         "deepest line of app/, then by the function on top of the stack:"
     ]
     lines += [f"    {n / total:6.1%}  {name}" for name, n in spy["app_line"][:top]]

@@ -98,6 +98,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/patrols/tracks"): "patrols:read",
     ("GET", "/api/v1/patrols/coverage"): "patrols:read",
     ("GET", "/api/v1/patrols/unpatrolled"): "patrols:read",
+    ("GET", "/api/v1/patrols/daily"): "patrols:read",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 import shapely.geometry
@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.auth import CurrentUser, Reach
 from app.api.deps import Conn
 from app.api.incidents import refuse
-from app.api.problems import invalid, not_found, problem_responses
+from app.api.problems import not_found, problem_responses
 from app.services import patrols as service
 from app.services.incidents import IncidentError
 
@@ -85,17 +85,12 @@ async def ingest(request: Request, principal: CurrentUser, reach: Reach) -> Resp
     implausible ones (a jump over 150 km/h, accuracy worse than 100 m, a time in the future)
     are stored but `flagged` and left out of live positions and analytics. A gridworker sends
     only their own fixes."""
-    try:
-        body: Any = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("body", "not valid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("fixes"), list):
-        raise invalid("fixes", 'send {"fixes": [{worker, time, lon, lat, crs, …}, …]}')
     app = request.app
     try:
         done = await run_in_threadpool(
-            service.ingest, app.state.engine, app.state.locate, principal, reach, body["fixes"]
-        )
+            service.ingest, app.state.engine, app.state.locate, principal, reach,
+            await request.body(),
+        )  # fmt: skip
     except IncidentError as exc:
         raise refuse(exc) from None
     return JSONResponse(
@@ -176,9 +171,15 @@ RegionQuery = Annotated[
 ]
 
 
-def _in_reach(reach: Reach, region: str) -> None:
+def _in_reach(conn: Conn, reach: Reach, region: str) -> None:
     if not region.startswith(reach.region_code) and not reach.region_code.startswith(region):
         raise not_found(f"no region {region} in your area")
+    exists = conn.execute(
+        text("SELECT 1 FROM region r JOIN boundary_version v ON v.id = r.version_id "
+             "WHERE v.is_active AND r.code = :c"), {"c": region},
+    ).first()  # fmt: skip
+    if exists is None:
+        raise not_found(f"no region {region} in the active boundary version")
 
 
 @router.get(
@@ -200,7 +201,7 @@ def coverage(
     per grid the share of its area within 25 m of a track, visits, dwell minutes, the mean
     hours between visits and how many workers came — computed from the stored fixes (a street
     takes well under a second; the whole district a few seconds)."""
-    _in_reach(reach, region)
+    _in_reach(conn, reach, region)
     if not region.startswith(reach.region_code):
         region = reach.region_code  # the caller's part of a wider region
     day = date or dt.datetime.now(service.ZONE).date()
@@ -229,6 +230,41 @@ def coverage(
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/geo+json")
 
 
+class WorkerDay(BaseModel):
+    worker: str
+    name: str
+    region_code: str
+    own_grids: list[str]
+    fixes: int
+    distance_m: float
+    moving_s: int
+    own_grid_s: int
+    grids_visited: int
+    stops: int
+    reports: int
+    first: dt.datetime | None
+    last: dt.datetime | None
+
+
+@router.get("/daily", response_model=list[WorkerDay], responses=problem_responses(404, 422))
+def daily(
+    conn: Conn,
+    reach: Reach,
+    request: Request,
+    region: RegionQuery,
+    date: Annotated[dt.date | None, Query(description="A Beijing day (default: today)")] = None,
+) -> list[WorkerDay]:
+    """Each gridworker homed in the region and their day — fixes, distance, time on the move,
+    time inside their own grids, grids visited, stops, reports made — including those with no
+    fix that day (listed with zeros). One worker's track: `/tracks`."""
+    _in_reach(conn, reach, region)
+    if not region.startswith(reach.region_code):
+        region = reach.region_code
+    day = date or dt.datetime.now(service.ZONE).date()
+    rows = service.daily(conn, region, day, metric_crs=request.app.state.settings.metric_crs)
+    return [WorkerDay(**r) for r in rows]
+
+
 class Unpatrolled(BaseModel):
     code: str
     last_visit: dt.datetime | None
@@ -244,7 +280,7 @@ def unpatrolled(
 ) -> list[Unpatrolled]:
     """The region's grids no gridworker has patrolled in the last `days` days (a plausible fix
     inside), never-visited first, then the longest neglected."""
-    _in_reach(reach, region)
+    _in_reach(conn, reach, region)
     if not region.startswith(reach.region_code):
         region = reach.region_code
     return [Unpatrolled(**r) for r in service.unpatrolled(conn, region, days=days)]

@@ -27,7 +27,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, NotRequired
 from zoneinfo import ZoneInfo
 
 import geopandas as gpd
@@ -35,8 +35,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+import pydantic_core
 import shapely
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection, Engine, text
+from typing_extensions import TypedDict
 
 from app.services.identity import Principal
 from app.services.incidents import IncidentError
@@ -58,6 +61,7 @@ FLAG_NAMES = {JUMP: "jump", ACCURACY: "accuracy", FUTURE: "future"}
 EARTH_M = 6_371_008.8
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MICROSECOND = dt.timedelta(microseconds=1)
+_NO_NUL = r"^[^\x00]*$"
 
 # A patrol refusal is the same kind of object as a case's: status, stable kind, field.
 PatrolError = IncidentError
@@ -74,85 +78,133 @@ class IngestResult:
 # -- parsing ------------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+class _Fix(TypedDict):
+    # Strict: a number is a JSON number (not "39.1", not true), a time an ISO 8601 string.
+    __pydantic_config__ = ConfigDict(strict=True)  # type: ignore[misc]
+    worker: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    time: dt.datetime
+    lon: Annotated[float, Field(allow_inf_nan=False)]
+    lat: Annotated[float, Field(allow_inf_nan=False)]
+    crs: NotRequired[str]
+    accuracy_m: NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
+    speed_mps: NotRequired[Annotated[float, Field(ge=0, allow_inf_nan=False)] | None]
+    client_id: NotRequired[Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+                           | None]  # fmt: skip
 
 
-def _time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or len(value) > 40:
-        return None
+class _Body(TypedDict):
+    fixes: list[_Fix]
+
+
+# Validated in Rust straight from the request's bytes (pydantic-core): a batch of 10,000 costs
+# ~17 ms, against ~100 ms for json.loads and a Python loop over the items.
+_BODY = TypeAdapter(_Body)
+_REASONS = {"string_pattern_mismatch": "contains a NUL character", "missing": "missing"}
+
+
+def _reason(error: Any) -> str:
+    loc = error["loc"]
+    if len(loc) == 2:
+        return "not an object"
+    message = _REASONS.get(error["type"], error["msg"])
+    return f"{loc[2]}: {message}"
+
+
+def _validate(raw: bytes) -> tuple[list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+    """The valid items, their indexes in the batch, and the invalid ones by index and reason.
+    Anything wrong outside an item (not JSON, no ``fixes`` array) refuses the whole body."""
     try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZONE)  # a phone's local time
+        return _BODY.validate_json(raw)["fixes"], [], []  # type: ignore[return-value]
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+    bad: dict[int, str] = {}
+    for error in errors:
+        loc = error["loc"]
+        if error["type"] == "json_invalid":
+            raise PatrolError(422, "invalid", f"body: not valid JSON ({error['msg']})", "body")
+        if len(loc) < 2 or loc[0] != "fixes" or not isinstance(loc[1], int):
+            shape = '{"fixes": [{worker, time, lon, lat, crs, …}, …]}'
+            raise PatrolError(422, "invalid", f"fixes: {error['msg']}; send {shape}", "fixes")
+        bad.setdefault(loc[1], _reason(error))
+    # Rare (a phone with a bug): validate again without the bad items, to keep the good ones.
+    items = pydantic_core.from_json(raw)["fixes"]
+    kept = [i for i in range(len(items)) if i not in bad]
+    good = _BODY.validate_json(pydantic_core.to_json({"fixes": [items[i] for i in kept]}))
+    rejected = [{"index": i, "reason": r} for i, r in sorted(bad.items())]
+    return good["fixes"], kept, rejected  # type: ignore[return-value]
 
 
-def parse(items: list[Any], now: dt.datetime) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The good items as a frame (with their index in the batch), and the bad ones by index
-    with the reason, naming the field."""
-    rows: list[tuple[Any, ...]] = []
-    rejected: list[dict[str, Any]] = []
-    crs_names: dict[str, str] = {}  # a batch uses one or two spellings: convert each once
-    for i, item in enumerate(items):
-        reason = None
-        if not isinstance(item, dict):
-            reason = "not an object"
+def _epoch_us(at: dt.datetime) -> int:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=ZONE)  # a phone's local time
+    return (at - EPOCH) // MICROSECOND  # exact: integers, not floats or objects
+
+
+def parse(raw: bytes, now: dt.datetime) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The good items of a JSON body ``{"fixes": [...]}`` as a frame (with their index in the
+    batch), and the bad ones by index with the reason, naming the field."""
+    items, kept, rejected = _validate(raw)
+    if len(items) > MAX_BATCH:
+        raise PatrolError(
+            413, "batch-too-large", f"fixes: {len(items):,} fixes; at most {MAX_BATCH:,} a batch",
+            "fixes",
+        )  # fmt: skip
+    index = np.asarray(kept, dtype=np.int64) if rejected else np.arange(len(items))
+    micros = np.fromiter((_epoch_us(f["time"]) for f in items), np.int64, len(items))
+    lon = np.fromiter((f["lon"] for f in items), np.float64, len(items))
+    lat = np.fromiter((f["lat"] for f in items), np.float64, len(items))
+    nan = math.nan
+    accuracy = np.fromiter(
+        (nan if (a := f.get("accuracy_m")) is None else a for f in items), np.float64, len(items)
+    )
+    speed = np.fromiter(
+        (nan if (v := f.get("speed_mps")) is None else v for f in items), np.float64, len(items)
+    )
+    crs_names: dict[str, str | UnknownCRSError] = {}  # a batch uses one or two spellings
+    for spelling in {f.get("crs", "wgs84") for f in items}:
+        try:
+            crs_names[spelling] = point_crs(spelling)
+        except UnknownCRSError as exc:
+            crs_names[spelling] = exc
+    crs = [crs_names[f.get("crs", "wgs84")] for f in items]
+    lo, hi = _epoch_us(now - MAX_AGE), _epoch_us(now + MAX_AHEAD)
+    problems = coordinate_problems(lon, lat)
+    good = np.ones(len(items), dtype=bool)
+    for j in np.flatnonzero(
+        (micros > hi)
+        | (micros < lo)
+        | np.fromiter((p is not None for p in problems), bool, len(items))
+        | np.fromiter((isinstance(c, UnknownCRSError) for c in crs), bool, len(items))
+    ).tolist():
+        if micros[j] > hi:
+            reason = "time: more than a day ahead of the server"
+        elif micros[j] < lo:
+            reason = "time: more than a year old"
+        elif isinstance(crs[j], UnknownCRSError):
+            reason = f"crs: {crs[j]}"
         else:
-            worker, client = item.get("worker"), item.get("client_id")
-            lon, lat = _number(item.get("lon")), _number(item.get("lat"))
-            at = _time(item.get("time"))
-            accuracy, speed = item.get("accuracy_m"), item.get("speed_mps")
-            crs = item.get("crs", "wgs84")
-            if not isinstance(worker, str) or not worker or len(worker) > 64:
-                reason = "worker: a user name"
-            elif at is None:
-                reason = "time: not an ISO 8601 time"
-            elif lon is None or lat is None:
-                reason = "lon: lon and lat must be numbers"
-            elif accuracy is not None and (_number(accuracy) is None or accuracy < 0):
-                reason = "accuracy_m: a number of metres ≥ 0"
-            elif speed is not None and (_number(speed) is None or speed < 0):
-                reason = "speed_mps: a number ≥ 0"
-            elif client is not None and (not isinstance(client, str) or not client
-                                         or len(client) > 64):  # fmt: skip
-                reason = "client_id: a string of at most 64 characters"
-            elif at > now + MAX_AHEAD:
-                reason = "time: more than a day ahead of the server"
-            elif at < now - MAX_AGE:
-                reason = "time: more than a year old"
-            else:
-                try:
-                    crs_name = crs_names.get(crs) if isinstance(crs, str) else None
-                    if crs_name is None:
-                        crs_name = point_crs(crs) if isinstance(crs, str) else point_crs("?")
-                        crs_names[crs] = crs_name
-                except UnknownCRSError as exc:
-                    reason = f"crs: {exc}"
-                else:
-                    if "\x00" in worker or (client and "\x00" in client):
-                        reason = "worker: contains a NUL character"
-                    else:
-                        key = client or f"{at.isoformat()}:{lon:.7f}:{lat:.7f}"
-                        micros = (at - EPOCH) // MICROSECOND  # exact; numbers, not objects
-                        rows.append((i, worker, micros, lon, lat, crs_name,
-                                     _number(accuracy), _number(speed), key))  # fmt: skip
-        if reason is not None:
-            rejected.append({"index": i, "reason": reason})
-    columns = ("index", "worker", "time", "lon", "lat", "crs", "accuracy_m", "speed_mps",
-               "client_id")  # fmt: skip
-    frame = pd.DataFrame(dict(zip(columns, map(list, zip(*rows, strict=True)), strict=True))
-                         if rows else {c: [] for c in columns})  # fmt: skip
-    if len(frame):
-        problems = coordinate_problems(frame["lon"].to_numpy(), frame["lat"].to_numpy())
-        bad = [j for j, p in enumerate(problems) if p]
-        for j in bad:
             field, message = problems[j]  # type: ignore[misc]
-            rejected.append({"index": int(frame["index"].iat[j]), "reason": f"{field}: {message}"})
-        frame = frame.drop(index=bad).reset_index(drop=True)
-    frame["time"] = pd.to_datetime(frame["time"].to_numpy(dtype=np.int64), unit="us", utc=True)
+            reason = f"{field}: {message}"
+        rejected.append({"index": int(index[j]), "reason": reason})
+        good[j] = False
+    rows = np.flatnonzero(good) if not good.all() else None
+
+    def pick(values: Any) -> Any:
+        if rows is None:
+            return values
+        return values[rows] if isinstance(values, np.ndarray) else [values[k] for k in rows]
+
+    # Without a client id a fix is known by its time and place (a resend is the same fix).
+    client = [
+        f.get("client_id") or f"{f['time'].isoformat()}:{f['lon']:.7f}:{f['lat']:.7f}"
+        for f in items
+    ]
+    frame = pd.DataFrame(
+        {"index": pick(index), "worker": pick([f["worker"] for f in items]),
+         "time": pd.to_datetime(pick(micros), unit="us", utc=True),
+         "lon": pick(lon), "lat": pick(lat), "crs": pick(crs),
+         "accuracy_m": pick(accuracy), "speed_mps": pick(speed), "client_id": pick(client)}
+    )  # fmt: skip
     rejected.sort(key=lambda r: r["index"])
     return frame, rejected
 
@@ -330,18 +382,16 @@ def ingest(
     locator: LocateService,
     principal: Principal,
     reach: ScopeFilter,
-    items: list[Any],
+    body: bytes | list[Any],
     *,
     now: dt.datetime | None = None,
 ) -> IngestResult:
-    """Store a batch of fixes: the good ones, located and flagged, each once."""
-    if len(items) > MAX_BATCH:
-        raise PatrolError(
-            413, "batch-too-large", f"fixes: {len(items):,} fixes; at most {MAX_BATCH:,} a batch",
-            "fixes",
-        )  # fmt: skip
+    """Store a batch of fixes — a request's JSON body ``{"fixes": [...]}``, or the list of
+    items — the good ones located and flagged, each once."""
+    if not isinstance(body, bytes):
+        body = pydantic_core.to_json({"fixes": body})
     now = now or dt.datetime.now(dt.UTC)
-    frame, rejected = parse(items, now)
+    frame, rejected = parse(body, now)
     if not len(frame):
         return IngestResult(0, 0, 0, rejected)
     snapshot = locator.current()
@@ -351,8 +401,7 @@ def ingest(
         ids = _workers(conn, frame, principal, reach)
     frame["worker_id"] = frame["worker"].map(ids)
     stored, duplicates, flagged = store(engine, snapshot, frame, now=now)
-    return IngestResult(stored, duplicates + len(items) - len(rejected) - len(frame), flagged,
-                        rejected)  # fmt: skip
+    return IngestResult(stored, duplicates, flagged, rejected)
 
 
 def store(
@@ -540,6 +589,59 @@ def track_geojson(
     summary.update(own_grids=sorted(own), grids_visited=visited, reports=int(reports))
     return {"type": "FeatureCollection", "features": features, "worker": worker,
             "date": day.isoformat(), "summary": summary}  # fmt: skip
+
+
+def daily(conn: Connection, region: str, day: dt.date, *, metric_crs: str) -> list[dict[str, Any]]:
+    """Each active gridworker homed in ``region`` and their day: fixes, distance, time on the
+    move, time inside their own grids, grids visited, stops, reports made, first and last fix —
+    from the plausible fixes with ``gis.tracks.daily_tracks``. A worker without a fix that day
+    is listed with zeros (who did not patrol is what a commander looks for first)."""
+    start, end = day_bounds(day)
+    staff = conn.execute(
+        text(
+            "SELECT s.id, s.name, s.display_name, s.region_code, "
+            "coalesce(array_agg(a.grid_code ORDER BY a.grid_code) FILTER "
+            "(WHERE a.grid_code IS NOT NULL), '{}') AS own, "
+            "(SELECT count(*) FROM incident i WHERE i.reporter_id = s.id "
+            " AND i.reported_at >= :a AND i.reported_at < :b) AS reports "
+            "FROM staff s LEFT JOIN grid_assignment a ON a.staff_id = s.id "
+            "WHERE s.active AND s.role = 'gridworker' AND s.region_code LIKE :p "
+            "GROUP BY s.id ORDER BY s.name"
+        ),
+        {"p": prefix_pattern(region), "a": start, "b": end},
+    ).all()  # fmt: skip
+    rows = conn.execute(
+        text(
+            "SELECT s.name AS worker, f.fix_time AS time, ST_X(f.geom) AS x, ST_Y(f.geom) AS y, "
+            "f.grid_code FROM patrol_fix f JOIN staff s ON s.id = f.worker_id "
+            "WHERE f.fix_time >= :a AND f.fix_time < :b AND f.flags = 0 "
+            "AND s.id = ANY(:ids) ORDER BY s.name, f.fix_time"
+        ),
+        {"a": start, "b": end, "ids": [r.id for r in staff]},
+    ).all()  # fmt: skip
+    fixes = pd.DataFrame(rows, columns=["worker", "time", "x", "y", "grid_code"])
+    fixes["time"] = pd.to_datetime(fixes["time"], utc=True)
+    counts = fixes["worker"].value_counts().to_dict()
+    summaries: dict[str, tracks.TrackSummary] = {}
+    if len(fixes):
+        own = {r.name: list(r.own) for r in staff}
+        _, _, days = tracks.daily_tracks(fixes, own=own, metric_crs=metric_crs)
+        summaries = {d.worker: d for d in days if d.date == day}
+    out = []
+    for r in staff:
+        d = summaries.get(r.name)
+        out.append({
+            "worker": r.name, "name": r.display_name, "region_code": r.region_code,
+            "own_grids": list(r.own), "fixes": int(counts.get(r.name, 0)),
+            "distance_m": round(d.length_m, 1) if d else 0.0,
+            "moving_s": round(d.duration_s) if d else 0,
+            "own_grid_s": round(d.own_grid_s) if d else 0,
+            "grids_visited": len(d.grids_visited) if d else 0,
+            "stops": d.stops if d else 0, "reports": int(r.reports),
+            "first": d.first.to_pydatetime() if d else None,
+            "last": d.last.to_pydatetime() if d else None,
+        })  # fmt: skip
+    return out
 
 
 def _grids(conn: Connection, region: str) -> gpd.GeoDataFrame:

@@ -108,6 +108,9 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/patrols/unpatrolled"): {
         "url": "/api/v1/patrols/unpatrolled", "params": {"region": GRID},
     },
+    ("GET", "/api/v1/patrols/daily"): {
+        "url": "/api/v1/patrols/daily", "params": {"region": GRID},
+    },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
         "data": {"service_code": "E0101", "lat": str(ctx["y"]), "long": str(ctx["x"]),
