@@ -23,10 +23,42 @@ LOCAL: dict[str, str] = {
     "awesome_markers": "vendor/awesome-markers/leaflet.awesome-markers.min.js",
     "awesome_markers_css": "vendor/awesome-markers/leaflet.awesome-markers.css",
     "awesome_markers_font_css": "vendor/fontawesome/css/all.min.css",
+    # folium.plugins.MarkerCluster, FastMarkerCluster
+    "markerclusterjs": "vendor/markercluster/leaflet.markercluster.js",
+    "markerclustercss": "vendor/markercluster/MarkerCluster.css",
+    "markerclusterdefaultcss": "vendor/markercluster/MarkerCluster.Default.css",
+    # folium.plugins.HeatMap (folium's own patched copy of Leaflet.heat)
+    "leaflet-heat.js": "vendor/heat/leaflet_heat.min.js",
+    # folium.plugins.Realtime
+    "Leaflet_Realtime_js": "vendor/realtime/leaflet-realtime.min.js",
+    # folium.plugins.Fullscreen (folium spells the js name "Fullscreen", the css "FullScreen")
+    "Control.Fullscreen.js": "vendor/fullscreen/Control.FullScreen.js",
+    "Control.FullScreen.css": "vendor/fullscreen/Control.FullScreen.css",
+    # folium.plugins.GroupedLayerControl
+    "leaflet.groupedlayercontrol.min.js": (
+        "vendor/groupedlayercontrol/leaflet.groupedlayercontrol.min.js"
+    ),
+    "leaflet.groupedlayercontrol.min.css": (
+        "vendor/groupedlayercontrol/leaflet.groupedlayercontrol.min.css"
+    ),
+    # folium.plugins.VectorGridProtobuf
+    "vectorGrid": "vendor/vectorgrid/Leaflet.VectorGrid.bundled.min.js",
+    # folium.plugins.FeatureGroupSubGroup
+    "featuregroupsubgroupjs": "vendor/featuregroup-subgroup/leaflet.featuregroup.subgroup.js",
+    # folium.plugins.MousePosition
+    "Control_MousePosition_js": "vendor/mouse-position/L.Control.MousePosition.js",
+    "Control_MousePosition_css": "vendor/mouse-position/L.Control.MousePosition.css",
 }
 
 # Declared by folium.Map but not needed: gridmap draws icons with Font Awesome (prefix="fa").
 DROPPED = {"glyphicons_css", "awesome_rotate_css"}
+
+# Elements whose template hard-codes a CDN URL outside default_js/default_css, where no rewrite can
+# reach it: refused outright, with what to use instead.
+REFUSED = {
+    "ScrollZoomToggler": "its button is an <img> hard-coded to cdnjs (ionicons 2.0.1); build the"
+    " map with folium.Map(scroll_wheel_zoom=False) instead",
+}
 
 
 class UnknownAsset(LookupError):
@@ -56,6 +88,9 @@ def _rewrite(pairs: list[tuple[str, str]], owner: Element) -> list[tuple[str, st
 def localize(root: Element) -> Element:
     """Point every element's assets at the vendored copies (in place); returns ``root``."""
     for element in _walk(root):
+        for cls in type(element).__mro__:
+            if cls.__name__ in REFUSED:
+                raise UnknownAsset(f"{type(element).__name__}: {REFUSED[cls.__name__]}")
         for attr in ("default_js", "default_css"):
             pairs = getattr(element, attr, None)
             if pairs:
