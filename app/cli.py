@@ -1176,7 +1176,7 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    pages = [(f"{base}/", "home")]
+    pages = [(f"{base}/", "home"), (f"{base}/screen", "the command wall (log in as demo-screen)")]
     if first:
         pages.append((f"{base}/regions/{first}/map", "district map"))
     pages += [

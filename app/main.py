@@ -27,11 +27,14 @@ from app.api import (
     patrols,
     problems,
     regions,
+    screen,
     staff,
+    tiles,
     whistles,
 )
 from app.db.engine import database_url, make_engine
 from app.services import patrols as patrol_service
+from app.services import tiles as tile_service
 from app.services import whistles as whistles_service
 from app.services.locate import LocateService
 from app.settings import Settings, get_settings
@@ -64,12 +67,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(database_url(settings))
     locator = LocateService(engine, metric_crs=settings.metric_crs, poll_s=settings.locate_poll_s)
+    tile_cache = tile_service.TileService(engine, cache_bytes=int(settings.tile_cache_mb * 2**20))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The index is built before the first request, then kept fresh by a listener thread.
         await run_in_threadpool(locator.warm)
         locator.start()
+        tile_cache.start()  # LISTENs for data changes; tiles are cached only while it does
         with contextlib.suppress(Exception):  # no schema yet: `gridmap db migrate` comes first
             await run_in_threadpool(patrol_service.ensure_ahead, engine)
         scheduler = None
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await scheduler
         locator.stop()
+        tile_cache.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -98,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Token lookups: one read each, in autocommit, so no transaction is rolled back afterwards.
     app.state.auth_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     app.state.locate = locator
+    app.state.tiles = tile_cache
     problems.install(app)
     auth.install(app)
     app.include_router(health.router)
@@ -109,7 +116,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(whistles.router)
     app.include_router(patrols.router)
+    app.include_router(tiles.router)
     app.include_router(pages.router)
+    app.include_router(screen.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         "unset: boundaries on a dark background.",
     )
     tile_attribution: str = ""
+    tile_cache_mb: float = Field(
+        64.0,
+        ge=0,
+        description="Each worker's in-process cache of vector tiles (/tiles), in MiB; 0: no cache.",
+    )
     demo_users: bool = Field(
         True,
         description="`gridmap setup` creates one demo user per role with a random password "

@@ -11,18 +11,22 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import folium
+from folium.plugins import HeatMap
 
 __all__ = [
     "DARK_BACKGROUND",
     "LEVEL_STYLE",
+    "add_labels",
     "boundary_layer",
     "bounds_of",
+    "heat_layer",
     "region_map",
     "shared_prefix",
 ]
 
 DARK_BACKGROUND = "#0b1320"
 HIGHLIGHT = "#ffd54f"
+HEAT_GRADIENT = {0.2: "#1e88e5", 0.45: "#00e5ff", 0.65: "#ffee58", 0.85: "#ff7043", 1.0: "#ff1744"}
 
 # Wall-readable: thicker, brighter lines for the higher levels.
 LEVEL_STYLE: dict[str, dict[str, Any]] = {
@@ -88,7 +92,7 @@ def shared_prefix(names: Sequence[str]) -> str:
     return prefix
 
 
-def _add_labels(
+def add_labels(
     layer: folium.Element,
     features: Sequence[Mapping[str, Any]],
     level: str,
@@ -111,7 +115,8 @@ def _add_labels(
             [lat, lon],
             icon=folium.DivIcon(
                 html=(
-                    f'<div class="gridmap-label" style="font-size:{size}px;color:{colour};'
+                    f'<div class="gridmap-label gridmap-label-{level}" '
+                    f'style="font-size:{size}px;color:{colour};'
                     "transform:translate(-50%,-50%);white-space:nowrap;pointer-events:none;"
                     'text-shadow:0 0 3px #000,0 0 6px #000;font-weight:600">'
                     f"{html.escape(text)}</div>"
@@ -155,13 +160,13 @@ def region_map(
     strip = shared_prefix([str(f["properties"].get("name") or "") for f in [region, *neighbours]])
     if neighbours:
         # Shown among its neighbours: labelled like them, in the highlight colour.
-        _add_labels(selected, [region], region_level, colour=HIGHLIGHT, strip=strip)
+        add_labels(selected, [region], region_level, colour=HIGHLIGHT, strip=strip)
     selected.add_to(m)
     for level, layer_name, features in layers:
         if features:
             layer = boundary_layer(features, level, layer_name, labels=labels)
             names = [str(f["properties"].get("name") or "") for f in features]
-            _add_labels(
+            add_labels(
                 layer,
                 features,
                 level,
@@ -173,3 +178,24 @@ def region_map(
         m.fit_bounds(bounds)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
+
+
+def heat_layer(points: Sequence[Sequence[float]], name: str, *, show: bool = True) -> folium.Layer:
+    """A heat map of ``[[lat, lon, weight], …]`` (weights scaled to the largest), drawn for a
+    dark wall: blue through yellow to red."""
+    top = max((float(p[2]) for p in points), default=1.0) or 1.0
+    return HeatMap(
+        [[p[0], p[1], float(p[2]) / top] for p in points],
+        name=name,
+        show=show,
+        min_opacity=0.25,
+        radius=18,
+        blur=15,
+        gradient={
+            0.2: "#1e88e5",
+            0.45: "#00e5ff",
+            0.65: "#ffee58",
+            0.85: "#ff7043",
+            1.0: "#ff1744",
+        },
+    )

@@ -99,6 +99,13 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/patrols/coverage"): "patrols:read",
     ("GET", "/api/v1/patrols/unpatrolled"): "patrols:read",
     ("GET", "/api/v1/patrols/daily"): "patrols:read",
+    # One action for every layer: the wall's roles (screen:view) all hold incidents:read and
+    # patrols:read too, so no layer shows what the caller could not list (test_tiles checks).
+    ("GET", "/tiles/{layer}/{z}/{x}/{y}.pbf"): "screen:view",
+    ("GET", "/screen"): "screen:view",
+    ("GET", "/screen/{region_code}"): "screen:view",
+    ("GET", "/api/v1/screen/figures"): "screen:view",
+    ("GET", "/api/v1/screen/grid-values"): "screen:view",
 }
 
 

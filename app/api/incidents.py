@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
@@ -365,31 +366,24 @@ def _list_sql(where: list[str]) -> str:
     )
 
 
-@router.get(
-    "/incidents",
-    response_model=IncidentPage,
-    responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
-)
-def list_incidents(
-    conn: Conn,
-    reach: Reach,
-    bbox: BboxQuery = None,
-    region: RegionQuery = None,
-    class_code: ClassQuery = None,
-    status: Annotated[list[Status] | None, Query(description="One or more statuses")] = None,
-    source: Annotated[Source | None, Query()] = None,
-    since: SinceQuery = None,
-    until: UntilQuery = None,
-    overdue: OverdueQuery = None,
-    out_of_area: Annotated[bool | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
-    fmt: Annotated[Literal["json", "geojson"], Query(alias="format")] = "json",
-) -> Response:
-    """Cases in the caller's scope, newest first, a page at a time. `format=geojson` answers a
-    FeatureCollection (points in CGCS2000 lon/lat) with `next_cursor` beside its features."""
+def incident_filters(
+    reach: ScopeFilter,
+    *,
+    bbox: str | None = None,
+    region: str | None = None,
+    class_code: str | None = None,
+    status: Sequence[str] | None = None,
+    source: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    overdue: bool | None = None,
+    out_of_area: bool | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """The caller's scope and the list endpoint's filters as SQL conditions over ``incident i``
+    and their bind parameters. One function for the list and the incident tiles, so a tile shows
+    exactly the cases the list would."""
     where = [scope_sql(reach)]
-    params: dict[str, Any] = {**reach.params, "n": limit + 1}
+    params: dict[str, Any] = dict(reach.params)
     box = parse_bbox(bbox)
     if box:
         where.append("i.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4490)")
@@ -415,6 +409,37 @@ def list_incidents(
         params["until"] = until
     if overdue is not None:
         where.append(("" if overdue else "NOT ") + "(i.due_at IS NOT NULL AND i.due_at < now())")
+    return where, params
+
+
+@router.get(
+    "/incidents",
+    response_model=IncidentPage,
+    responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
+)
+def list_incidents(
+    conn: Conn,
+    reach: Reach,
+    bbox: BboxQuery = None,
+    region: RegionQuery = None,
+    class_code: ClassQuery = None,
+    status: Annotated[list[Status] | None, Query(description="One or more statuses")] = None,
+    source: Annotated[Source | None, Query()] = None,
+    since: SinceQuery = None,
+    until: UntilQuery = None,
+    overdue: OverdueQuery = None,
+    out_of_area: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    fmt: Annotated[Literal["json", "geojson"], Query(alias="format")] = "json",
+) -> Response:
+    """Cases in the caller's scope, newest first, a page at a time. `format=geojson` answers a
+    FeatureCollection (points in CGCS2000 lon/lat) with `next_cursor` beside its features."""
+    where, params = incident_filters(
+        reach, bbox=bbox, region=region, class_code=class_code, status=status, source=source,
+        since=since, until=until, overdue=overdue, out_of_area=out_of_area,
+    )  # fmt: skip
+    params["n"] = limit + 1
     after = decode_cursor(cursor)
     if after is not None:
         if not after.isdigit():

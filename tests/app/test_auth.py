@@ -111,6 +111,15 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/api/v1/patrols/daily"): {
         "url": "/api/v1/patrols/daily", "params": {"region": GRID},
     },
+    ("GET", "/tiles/{layer}/{z}/{x}/{y}.pbf"): {"url": "/tiles/grid/15/27048/12503.pbf"},
+    ("GET", "/screen"): {"url": "/screen"},
+    ("GET", "/screen/{region_code}"): {"url": f"/screen/{GRID}"},
+    ("GET", "/api/v1/screen/figures"): {
+        "url": "/api/v1/screen/figures", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/screen/grid-values"): {
+        "url": "/api/v1/screen/grid-values", "params": {"region": GRID},
+    },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
         "data": {"service_code": "E0101", "lat": str(ctx["y"]), "long": str(ctx["x"]),
