@@ -132,6 +132,7 @@ def figures(
 class GridValues(BaseModel):
     reports_today: int
     open_cases: int
+    hotspot_z: float | None
     anomaly_z: float | None
 
 
@@ -139,7 +140,8 @@ class GridValues(BaseModel):
 def grid_values(
     conn: Conn, scope: ScopeDep, reach: Reach, region: RegionQuery
 ) -> dict[str, GridValues]:
-    """Per grid of a region (grids without a case are left out): today's reports, open cases,
+    """Per grid of a region (grids with nothing to show are left out): today's reports, open
+    cases, the hot-spot z-score (Getis-Ord Gi* of the last seven days' cases, queen contiguity)
     and today's anomaly — the z-score of today's reports against that grid's daily counts over
     the previous 28 days. The wall's choropleth."""
     _region(conn, scope, reach, region)

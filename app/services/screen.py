@@ -13,11 +13,14 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import geopandas as gpd
+import shapely
 from sqlalchemy import Connection, text
 
 from app.services import incidents, whistles
 from app.services.identity import Principal
 from app.services.scoping import ScopeFilter, prefix_pattern
+from gis import hotspots
 
 ZONE = ZoneInfo("Asia/Shanghai")
 HEAT_DAYS = 7
@@ -34,9 +37,10 @@ def day_start(now: dt.datetime) -> dt.datetime:
 def grid_values(
     conn: Connection, reach: ScopeFilter, region: str, *, now: dt.datetime | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Per grid of ``region``: today's reports, open cases, and today's anomaly — the z-score of
-    today's reports against the grid's daily counts over the previous 28 days (how unusual today
-    is for that grid; None when the grid had too few cases to say)."""
+    """Per grid of ``region``: today's reports, open cases, the hot-spot z (Gi* of the last seven
+    days, :func:`hotspot_z`) and today's anomaly — the z-score of today's reports against the
+    grid's daily counts over the previous 28 days (how unusual today is for that grid; None when
+    the grid had too few cases to say). Grids with nothing to show are left out."""
     now = now or dt.datetime.now(dt.UTC)
     today = day_start(now)
     rows = conn.execute(
@@ -73,13 +77,67 @@ def grid_values(
          "terminal": list(incidents.TERMINAL)},
     ).all()  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
+    hot = hotspot_z(conn, reach, region, now=now)
+    for code, z in hot.items():  # grids without open or recent cases: only their hot-spot z
+        if z != 0:
+            out[code] = {"reports_today": 0, "open_cases": 0, "anomaly_z": None, "hotspot_z": z}
     for r in rows:
         z = None
         if r.sd is not None and r.sd > 0:
             z = round((r.reports_today - r.mean) / r.sd, 2)
         out[r.grid_code] = {"reports_today": r.reports_today, "open_cases": r.open_cases,
-                            "anomaly_z": z}  # fmt: skip
+                            "anomaly_z": z, "hotspot_z": hot.get(r.grid_code)}  # fmt: skip
     return out
+
+
+_WEIGHTS: dict[tuple[int, str], Any] = {}  # (boundary version, region) → queen weights
+
+
+def _weights(conn: Connection, region: str) -> Any:
+    """Queen contiguity of the region's grids, once per boundary version (a district's 992
+    grids take ~0.3 s; the wall asks every two minutes)."""
+    version = conn.execute(
+        text("SELECT id FROM boundary_version WHERE is_active")
+    ).scalar_one_or_none()  # fmt: skip
+    key = (version, region)
+    if key not in _WEIGHTS:
+        rows = conn.execute(
+            text(
+                "SELECT r.code, ST_AsBinary(r.geom) AS wkb FROM region r WHERE r.version_id = :v "
+                "AND r.level = 'grid' AND r.code LIKE :p ORDER BY r.code"
+            ),
+            {"v": version, "p": prefix_pattern(region)},
+        ).all()  # fmt: skip
+        if len(_WEIGHTS) > 32:
+            _WEIGHTS.clear()
+        grids = gpd.GeoDataFrame(
+            {"code": [r.code for r in rows]},
+            geometry=shapely.from_wkb([bytes(r.wkb) for r in rows]), crs=4490,
+        )  # fmt: skip
+        _WEIGHTS[key] = hotspots.queen_weights(grids) if len(grids) > 1 else None
+    return _WEIGHTS[key]
+
+
+def hotspot_z(
+    conn: Connection, reach: ScopeFilter, region: str, *, now: dt.datetime | None = None
+) -> dict[str, float]:
+    """Per grid of ``region``: the Gi* z-score of the last seven days' cases (queen contiguity;
+    > 1.96 a hot spot at 95 %, < -1.96 a cold one)."""
+    now = now or dt.datetime.now(dt.UTC)
+    weights = _weights(conn, region)
+    if weights is None:
+        return {}
+    rows = conn.execute(
+        text(
+            f"SELECT i.grid_code, count(*) FROM incident i WHERE {incidents.scope_sql(reach)} "
+            "AND i.grid_code LIKE :p AND i.reported_at >= :since GROUP BY 1"
+        ),
+        {**reach.params, "p": prefix_pattern(region), "since": now - dt.timedelta(days=HEAT_DAYS)},
+    ).all()
+    counts = {code: n for code, n in rows}
+    values = [counts.get(code, 0) for code in weights.id_order]
+    stats = hotspots.gi_star(values, weights)
+    return {code: round(float(z), 2) for code, z in stats["z"].items()}
 
 
 def heat(

@@ -52,7 +52,7 @@ _CASE_TILE_OPTIONS = (
     "{rendererFactory: L.canvas.tile, interactive: false, maxNativeZoom: 18, "
     "vectorTileLayerStyles: {incidents: gridmapWall.caseTileStyle}}"
 )
-METRICS = ("reports_today", "open_cases", "anomaly_z")
+METRICS = ("reports_today", "open_cases", "hotspot_z", "anomaly_z")
 # The zoom from which each level's names are written (fewer, larger names further out).
 LABEL_ZOOM = {"district": 0, "street": 12, "community": 15, "grid": 17}
 

@@ -68,6 +68,15 @@ def test_the_headline_and_grid_figures_count_what_happened_today(world) -> None:
     grids = get(world, "/api/v1/screen/grid-values", region=STREET).json()
     assert grids[GRID]["reports_today"] == 2 and grids[GRID]["open_cases"] == 2
     assert all(code.startswith(STREET) for code in grids)
+    # Two cases in one grid of a quiet district: a hot spot there, none far away.
+    assert grids[GRID]["hotspot_z"] > 1.96
+    with world["engine"].connect() as conn:  # only the grid and those touching it are hot
+        near = set(conn.execute(text(
+            "SELECT b.code FROM region a JOIN region b ON b.level = 'grid' AND "
+            "ST_Intersects(a.geom, b.geom) WHERE a.code = :g AND a.level = 'grid'"),
+            {"g": GRID}).scalars())  # fmt: skip
+    hot = {code for code, v in grids.items() if (v["hotspot_z"] or 0) > 1.96}
+    assert GRID in hot and hot <= near
     with world["engine"].connect() as conn:  # the grid had no case before today: no anomaly
         assert conn.execute(text("SELECT count(*) FROM incident")).scalar_one() == 2
     assert grids[GRID]["anomaly_z"] is None

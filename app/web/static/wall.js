@@ -15,6 +15,10 @@
   const SCALES = {
     reports_today: { bins: [1, 2, 3, 5, 8], colours: ["#3b1f5c", "#6a1b9a", "#ad1457", "#e53935", "#ff6f00"] },
     open_cases: { bins: [1, 3, 6, 11, 21], colours: ["#0d3b66", "#1565c0", "#7b1fa2", "#c2185b", "#ff5252"] },
+    hotspot_z: {
+      bins: [-Infinity, -2.58, -1.96, -1.65, 1.65, 1.96, 2.58],
+      colours: ["#0d47a1", "#1976d2", "#64b5f6", null, "#ffab91", "#ff5722", "#d50000"],
+    },
     anomaly_z: {
       bins: [-Infinity, -2.58, -1.96, -1.65, 1.65, 1.96, 2.58],
       colours: ["#0d47a1", "#1976d2", "#64b5f6", null, "#ffab91", "#ff5722", "#d50000"],
@@ -141,7 +145,7 @@
     const base = { color: "#cfd8dc", weight: 1, fillColor: "#90a4ae", fillOpacity: 0.06 };
     if (metric === "none") return base;
     const values = gridValues[feature.properties.code] || {};
-    const fill = colourFor(values[metric] ?? (metric === "anomaly_z" ? null : 0), SCALES[metric]);
+    const fill = colourFor(values[metric] ?? (metric.endsWith("_z") ? null : 0), SCALES[metric]);
     return fill ? Object.assign(base, { fillColor: fill, fillOpacity: 0.6 }) : base;
   }
   function restyle() {
@@ -162,12 +166,14 @@
       scale.bins.forEach((bin, i) => {
         if (!scale.colours[i]) return;
         const next = scale.bins[i + 1];
-        const text = metric === "anomaly_z"
+        const diverging = metric === "anomaly_z" || metric === "hotspot_z";
+        const text = diverging
           ? (bin === -Infinity ? `< ${next}` : next === undefined || next > 2.58 ? `≥ ${bin}` : `${bin} … ${next}`)
           : (next === undefined ? `≥ ${bin}` : next - 1 === bin ? `${bin}` : `${bin}–${next - 1}`);
         out += `<div><i style="background:${scale.colours[i]}"></i>${esc(text)}</div>`;
       });
       if (metric === "anomaly_z") out += `<div class="wall-note">${esc(label("legend_anomaly"))}</div>`;
+      if (metric === "hotspot_z") out += `<div class="wall-note">${esc(label("legend_hotspot"))}</div>`;
     }
     out += `<div class="wall-legend-title">${esc(label("legend_cases"))}</div>`;
     Object.entries(CASE_COLOURS).forEach(([status, colour]) => {
