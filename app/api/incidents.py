@@ -28,6 +28,7 @@ from app.api.deps import (
 )
 from app.api.problems import Problem, invalid, not_found, problem_responses
 from app.services import incidents as service
+from app.services import regions
 from app.services.identity import Principal
 from app.services.incidents import IncidentError, Photo, Report, scope_sql
 from app.services.locate import LocateService
@@ -617,11 +618,7 @@ def region_figures(
         raise invalid("to", "must be after from")
     if reach.departments is None and not reach.allows(code):
         raise not_found(f"no region {code} in your area")
-    exists = conn.execute(
-        text("SELECT 1 FROM region r JOIN boundary_version v ON v.id = r.version_id "
-             "WHERE v.is_active AND r.code = :c"), {"c": code},
-    ).first()  # fmt: skip
-    if exists is None:
+    if not regions.in_active_version(conn, code):
         raise not_found(f"no region {code} in the active boundary version")
     found = service.figures(conn, reach, code, start, end)
     return RegionFigures(region=code, since=start, until=end, **found)

@@ -20,6 +20,7 @@ from app.api.deps import Conn
 from app.api.incidents import refuse
 from app.api.problems import not_found, problem_responses
 from app.services import patrols as service
+from app.services import regions
 from app.services.incidents import IncidentError
 
 router = APIRouter(prefix="/api/v1/patrols", tags=["patrols"])
@@ -174,11 +175,7 @@ RegionQuery = Annotated[
 def _in_reach(conn: Conn, reach: Reach, region: str) -> None:
     if not region.startswith(reach.region_code) and not reach.region_code.startswith(region):
         raise not_found(f"no region {region} in your area")
-    exists = conn.execute(
-        text("SELECT 1 FROM region r JOIN boundary_version v ON v.id = r.version_id "
-             "WHERE v.is_active AND r.code = :c"), {"c": region},
-    ).first()  # fmt: skip
-    if exists is None:
+    if not regions.in_active_version(conn, region):
         raise not_found(f"no region {region} in the active boundary version")
 
 

@@ -26,12 +26,12 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import psycopg
 import shapely
 from sqlalchemy import Engine, text
 
 from app.services import identity
 from app.services.boundaries import NOTIFY_CHANNEL, Version, active_version, get_version
+from app.services.listener import NotifyListener
 from gis.crs import out_of_china
 from gis.locate import GridIndex, grids_with_chain
 
@@ -106,8 +106,13 @@ class LocateService:
         self._build_lock = threading.Lock()
         self._old: OrderedDict[int, GridIndex] = OrderedDict()
         self._old_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Refreshes on activation and staff changes (and anything activated before LISTEN took
+        # effect), and every poll_s seconds in case a notification was lost.
+        self._listener = NotifyListener(
+            engine, (NOTIFY_CHANNEL, identity.STAFF_CHANNEL), name="gridmap-locate",
+            on_notice=lambda _payload: self._safe_refresh(), on_connect=self._safe_refresh,
+            on_idle=self._safe_refresh, idle_s=poll_s,
+        )  # fmt: skip
         self._roster: dict[str, list[dict[str, Any]]] | None = None
         self.refreshes = 0  # how many snapshots this worker has built (for /health and tests)
 
@@ -177,42 +182,10 @@ class LocateService:
     # -- the listener --------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._listen, name="gridmap-locate", daemon=True)
-        self._thread.start()
+        self._listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _conninfo(self) -> str:
-        url = self.engine.url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
-
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._conninfo(), autocommit=True) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    conn.execute(f"LISTEN {identity.STAFF_CHANNEL}")
-                    self._safe_refresh()  # anything activated before LISTEN took effect
-                    waited = 0.0
-                    while not self._stop.is_set():
-                        got = False
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            got = True
-                        waited = 0.0 if got else waited + 1.0
-                        if got or waited >= self.poll_s:
-                            waited = 0.0
-                            self._safe_refresh()
-            except psycopg.Error as exc:
-                log.warning("locate listener: %s; retrying", exc)
-                self._stop.wait(2.0)
-                self._safe_refresh()
+        self._listener.stop()
 
     def _safe_refresh(self) -> None:
         try:

@@ -89,6 +89,15 @@ def _params(scope: Scope, **extra: Any) -> dict[str, Any]:
     return {"v": scope.version.id, "on": scope.on, **extra}
 
 
+def in_active_version(conn: Connection, code: str) -> bool:
+    """Whether the active boundary version has a region ``code`` (any validity dates)."""
+    found = conn.execute(
+        text("SELECT 1 FROM region r JOIN boundary_version v ON v.id = r.version_id "
+             "WHERE v.is_active AND r.code = :c"), {"c": code},
+    ).first()  # fmt: skip
+    return found is not None
+
+
 def exists(conn: Connection, scope: Scope, code: str) -> bool:
     return (
         conn.execute(

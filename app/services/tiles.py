@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psycopg
 from sqlalchemy import Connection, Engine, text
 
+from app.services.listener import NotifyListener
 from app.services.patrols import day_bounds
 from app.services.scoping import ScopeFilter
 
@@ -413,8 +413,10 @@ class TileService:
         self.connects = 0  # how many times the listener has (re)connected (tests, health)
         self._extents: OrderedDict[dt.date, tuple[int, TrackExtents]] = OrderedDict()
         self._extents_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._listener = NotifyListener(
+            engine, (CHANNEL,), name="gridmap-tiles", on_notice=self.cache.bump,
+            on_connect=self._connected, on_disconnect=self._disconnected, retry_s=retry_s,
+        )  # fmt: skip
 
     def track_extents(self, conn: Connection, day: dt.date, version: int) -> TrackExtents:
         """The day's :class:`TrackExtents`, read once per version of the tracks group: every
@@ -435,43 +437,24 @@ class TileService:
         return extents
 
     def start(self) -> None:
-        if self._thread is not None or self.cache.max_bytes <= 0:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._listen, name="gridmap-tiles", daemon=True)
-        self._thread.start()
+        if self.cache.max_bytes > 0:
+            self._listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._listener.stop()
         self.cache.live = False
         self.cache.clear()
         with self._extents_lock:
             self._extents.clear()
 
-    def _conninfo(self) -> str:
-        url = self.engine.url.set(drivername="postgresql")
-        return url.render_as_string(hide_password=False)
+    def _connected(self) -> None:
+        # Changes made while nobody listened are unknown: start from nothing.
+        self.cache.clear()
+        self.cache.live = True
+        self.connects += 1
 
-    def _listen(self) -> None:
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(
-                    self._conninfo(), autocommit=True, application_name="gridmap-tiles"
-                ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
-                    # Changes made while nobody listened are unknown: start from nothing.
-                    self.cache.clear()
-                    self.cache.live = True
-                    self.connects += 1
-                    while not self._stop.is_set():
-                        for notice in conn.notifies(timeout=1.0):
-                            self.cache.bump(notice.payload)
-            except psycopg.Error as exc:
-                log.warning("tile listener: %s; tiles are not cached until it reconnects", exc)
-            finally:
-                self.cache.live = False
-                self.cache.clear()
-            self._stop.wait(self.retry_s)
+    def _disconnected(self, error: Exception | None) -> None:
+        if error is not None:
+            log.warning("tile listener: %s; tiles are not cached until it reconnects", error)
+        self.cache.live = False
+        self.cache.clear()
