@@ -41,7 +41,7 @@ LIVE_MS = 10_000
 CASES_MS = 30_000
 WHISTLES_MS = 60_000
 FIGURES_MS = 30_000
-CASE_LIMIT = 2_000  # the newest open cases drawn as markers; tiles carry the rest
+CASE_LIMIT = 5_000  # the newest open cases drawn as markers (the demo year leaves ~3,400)
 MONTH_DAYS = 30  # the cases layer served as tiles: no bound on their number
 # Leaflet.VectorGrid options (JavaScript: the styles are functions of the features).
 _TRACK_OPTIONS = (
