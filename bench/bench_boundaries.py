@@ -33,7 +33,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ if str(ROOT) not in sys.path:
 
 import geopandas as gpd  # noqa: E402
 import pyogrio  # noqa: E402
+from _common import run_logged  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 
 from app.db.embedded import EmbeddedPostgres  # noqa: E402
@@ -340,10 +340,6 @@ def _private_tmpdir(prefix: str) -> Path:
     return path
 
 
-def _on_sigterm(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # run the finally blocks: stop the cluster, remove temp dirs
-
-
 def run(grids: int, seed: int, results: Path, log: Callable[[str], None]) -> int:
     options = ValidationOptions()
     figures: dict[str, Any] = {
@@ -519,15 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     grids = QUICK_GRIDS if args.quick else args.grids
     if grids < 1:
         parser.error("--grids must be at least 1")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(grids, args.seed, args.results.absolute(), log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(grids, args.seed, args.results.absolute(), log))
 
 
 if __name__ == "__main__":

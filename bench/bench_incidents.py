@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -60,6 +59,7 @@ for _path in (ROOT, HERE):
 import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
+from _common import run_logged  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
@@ -951,8 +951,6 @@ def listing_lines(r: dict[str, Any]) -> list[str]:
 
 
 # ---- main -----------------------------------------------------------------------------------
-def _on_sigterm(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # run the finally blocks: stop the servers and the cluster
 
 
 def _commit() -> str:
@@ -1121,15 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--requests, --threads, --block, --listing-rows, --listing-repeat >= 1")
     if args.warmup < 0:
         parser.error("--warmup must not be negative")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -58,6 +57,7 @@ for _path in (ROOT, HERE):
 import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
+from _common import run_logged  # noqa: E402
 from bench_boundaries import nproc, peak_rss_growth  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
@@ -539,8 +539,6 @@ def http_lines(h: dict[str, Any]) -> list[str]:
 
 
 # ---- main -----------------------------------------------------------------------------------
-def _on_sigterm(signum: int, _frame: Any) -> None:
-    raise SystemExit(128 + signum)  # run the finally blocks: stop the servers and the cluster
 
 
 def run(args: argparse.Namespace, log: Callable[[str], None]) -> int:
@@ -643,15 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--points, --repeat, --city-grids and --http-requests must be at least 1")
     if args.http_warmup < 0:
         parser.error("--http-warmup must not be negative")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":

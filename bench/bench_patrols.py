@@ -53,7 +53,6 @@ import math
 import os
 import platform
 import pstats
-import shutil
 import signal
 import statistics
 import subprocess
@@ -74,11 +73,11 @@ for _path in (ROOT, HERE):
 
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
+from _common import demo_cluster, run_logged  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     UVICORN_OPTIONS,
     _commit,
-    _on_sigterm,
     cpu_seconds,
     finish,
     machine_busy_seconds,
@@ -88,7 +87,6 @@ from sqlalchemy import text  # noqa: E402
 
 from app.services import patrols  # noqa: E402
 
-DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 CACHE_DIR = ROOT / "var" / "bench"
 PG_DIR = CACHE_DIR / "patrols-pg"  # not bench_incidents' cluster: the two may run at once
 WORK = CACHE_DIR / "patrols"
@@ -110,63 +108,37 @@ def patrol_database(workers: int, log: Callable[[str], None]) -> Iterator[dict[s
     and activated, one gridworker per grid (``identity.demo_gridworkers``) and more with
     ``identity.add_user`` (``gw-<grid>-b``, ...) up to ``workers``, and an administrator homed on
     the district with a bearer token. Destroyed on the way out."""
-    from app.db.embedded import EmbeddedPostgres
-    from app.db.engine import make_engine, upgrade
-    from app.services import boundaries as boundary_service
     from app.services import identity
-    from app.settings import Settings
-    from gis.io import read_boundaries
 
-    cluster = EmbeddedPostgres(PG_DIR, fast=True, database="gridmap_bench")
-    if PG_DIR.exists():  # left behind by an interrupted run of this benchmark
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
-    PG_DIR.mkdir(parents=True)
-    PG_DIR.chmod(0o755)
-    try:
-        log("starting a private PostGIS cluster in var/bench/patrols-pg, importing the demo …")
-        cluster.up()
-        url = cluster.url()
-        engine = make_engine(url)
-        try:
-            upgrade(engine)
-            settings = Settings(database_url=url)
-            data = read_boundaries([DEMO_FILE], scheme=settings.code_scheme)
-            version, _ = boundary_service.import_boundaries(
-                engine, data, settings.validation, label="bench", source_paths=[DEMO_FILE]
-            )
-            boundary_service.activate(engine, version.id)
-            identity.demo_gridworkers(engine)
-            with engine.connect() as conn:
-                district = conn.execute(
-                    text("SELECT code FROM region WHERE version_id = :v AND level = 'district' "
-                         "ORDER BY code LIMIT 1"), {"v": version.id},
-                ).scalar_one()  # fmt: skip
-                grids = conn.execute(
-                    text("SELECT code, ST_AsBinary(geom) AS wkb FROM region WHERE "
-                         "version_id = :v AND level = 'grid' ORDER BY code"), {"v": version.id},
-                ).all()  # fmt: skip
-            for k in range(max(0, workers - len(grids))):  # a second, third … walker per grid
-                code = grids[k % len(grids)].code
-                identity.add_user(engine, f"gw-{code}-{chr(ord('b') + k // len(grids))}",
-                                  role="gridworker", region=code)  # fmt: skip
-            identity.add_user(engine, ADMIN, role="admin", region=district)
-            token = identity.create_token(engine, ADMIN)
-            with engine.connect() as conn:
-                info = {
-                    "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
-                    "postgis": conn.execute(text("SELECT postgis_lib_version()")).scalar_one(),
-                }
-                staff = conn.execute(
-                    text("SELECT id, name, region_code FROM staff WHERE role = 'gridworker' "
-                         "ORDER BY name LIMIT :n"), {"n": workers},
-                ).all()  # fmt: skip
-        finally:
-            engine.dispose()
+    with demo_cluster(PG_DIR, log) as demo:
+        engine, version = demo.engine, demo.version
+        identity.demo_gridworkers(engine)
+        with engine.connect() as conn:
+            district = conn.execute(
+                text("SELECT code FROM region WHERE version_id = :v AND level = 'district' "
+                     "ORDER BY code LIMIT 1"), {"v": version.id},
+            ).scalar_one()  # fmt: skip
+            grids = conn.execute(
+                text("SELECT code, ST_AsBinary(geom) AS wkb FROM region WHERE "
+                     "version_id = :v AND level = 'grid' ORDER BY code"), {"v": version.id},
+            ).all()  # fmt: skip
+        for k in range(max(0, workers - len(grids))):  # a second, third … walker per grid
+            code = grids[k % len(grids)].code
+            identity.add_user(engine, f"gw-{code}-{chr(ord('b') + k // len(grids))}",
+                              role="gridworker", region=code)  # fmt: skip
+        identity.add_user(engine, ADMIN, role="admin", region=district)
+        token = identity.create_token(engine, ADMIN)
+        with engine.connect() as conn:
+            staff = conn.execute(
+                text("SELECT id, name, region_code FROM staff WHERE role = 'gridworker' "
+                     "ORDER BY name LIMIT :n"), {"n": workers},
+            ).all()  # fmt: skip
+        info = demo.versions()
+        engine.dispose()  # the benchmark opens its own connections
         geoms = dict(zip([g.code for g in grids], shapely.from_wkb([bytes(g.wkb) for g in grids]),
                          strict=True))  # fmt: skip
         yield {
-            "url": url,
+            "url": demo.url,
             "versions": info,
             "token": token,
             "version_id": version.id,
@@ -174,11 +146,8 @@ def patrol_database(workers: int, log: Callable[[str], None]) -> Iterator[dict[s
             "grids": len(grids),
             "workers": [(s.id, s.name, s.region_code) for s in staff],
             "geoms": np.array([geoms[s.region_code] for s in staff], dtype=object),
-            "postmaster": int((cluster.data_dir / "postmaster.pid").read_text().split()[0]),
+            "postmaster": demo.postmaster,
         }
-    finally:
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
 
 
 # ---- the fixes ------------------------------------------------------------------------------
@@ -881,15 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     per_day = (24 - START_HOUR) * 3600 // INTERVAL_S
     if max(args.fixes + args.small_fixes, args.peer_fixes) > per_day * args.workers:
         parser.error(f"at most {per_day:,} fixes per worker fit in a day")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -72,13 +71,13 @@ for _path in (ROOT, HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from _common import demo_cluster, run_logged  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     _TICK,
     UVICORN_OPTIONS,
     _commit,
     _free_port,
-    _on_sigterm,
     _stat,
     finish,
     machine_busy_seconds,
@@ -86,7 +85,6 @@ from bench_incidents import (  # noqa: E402
 )
 from sqlalchemy import text  # noqa: E402
 
-DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 DEPARTMENTS = ROOT / "data" / "catalogs" / "departments.yaml"
 STATIC_DIR = ROOT / "app" / "web" / "static"
 CACHE_DIR = ROOT / "var" / "bench"
@@ -166,78 +164,53 @@ def screen_database(
     """A private embedded cluster in var/bench/screen-pg with the demo district and ``days`` of
     demo activity (see the module docstring). Yields its URL, versions, the district
     commander's token and what was loaded. Destroyed on the way out."""
-    from app.db.embedded import EmbeddedPostgres
-    from app.db.engine import make_engine, upgrade
-    from app.services import boundaries as boundary_service
+    from app.db.engine import make_engine
     from app.services import demo_activity, demo_patrols, demo_whistles, identity, incidents
     from app.services import whistles as whistle_service
     from app.services.catalog import DEFAULT_CATALOG
     from app.services.locate import LocateService
-    from app.settings import Settings
-    from gis.io import read_boundaries
 
-    cluster = EmbeddedPostgres(PG_DIR, fast=True, database="gridmap_bench")
-    if PG_DIR.exists():  # left behind by an interrupted run of this benchmark
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
-    PG_DIR.mkdir(parents=True)
-    PG_DIR.chmod(0o755)
-    try:
-        log("starting a private PostGIS cluster in var/bench/screen-pg, importing the demo …")
-        cluster.up()
-        url = cluster.url()
-        engine = make_engine(url)
+    with demo_cluster(PG_DIR, log) as demo:
+        engine, version, url = demo.engine, demo.version, demo.url
         took: dict[str, float] = {}
+        incidents.load_classes(engine, DEFAULT_CATALOG)
+        whistle_service.load_into(engine)
+        gridworkers = identity.demo_gridworkers(engine)
+        identity.load_departments(engine, DEPARTMENTS)
+        identity.demo_users(engine)
+        token = identity.create_token(engine, COMMANDER)
+        locator = LocateService(engine, metric_crs="EPSG:4548")
+        locator.refresh()
         try:
-            upgrade(engine)
-            incidents.load_classes(engine, DEFAULT_CATALOG)
-            whistle_service.load_into(engine)
-            settings = Settings(database_url=url)
-            data = read_boundaries([DEMO_FILE], scheme=settings.code_scheme)
-            version, _ = boundary_service.import_boundaries(
-                engine, data, settings.validation, label="bench", source_paths=[DEMO_FILE]
-            )
-            boundary_service.activate(engine, version.id)
-            gridworkers = identity.demo_gridworkers(engine)
-            identity.load_departments(engine, DEPARTMENTS)
-            identity.demo_users(engine)
-            token = identity.create_token(engine, COMMANDER)
-            locator = LocateService(engine, metric_crs="EPSG:4548")
-            locator.refresh()
-            try:
-                log(f"loading {args.days} days of demo cases (demo_activity.load) …")
-                started = time.perf_counter()
-                cases = demo_activity.load(engine, days=args.days)
-                took["cases_s"] = time.perf_counter() - started
-                log(f"{cases:,} cases in {took['cases_s']:.0f} s; demo whistles "
-                    f"(demo_whistles.load, count {args.whistles}) …")  # fmt: skip
-                started = time.perf_counter()
-                blown = demo_whistles.load(engine, locator, count=args.whistles, days=args.days)
-                took["whistles_s"] = time.perf_counter() - started
-                log(f"{blown} whistles in {took['whistles_s']:.0f} s")
-            finally:
-                locator.stop()
-            log("VACUUM ANALYZE …")
+            log(f"loading {args.days} days of demo cases (demo_activity.load) …")
             started = time.perf_counter()
-            # What autovacuum does in the minutes after a bulk load, done now so that it neither
-            # runs beside the timed renders nor leaves the planner without statistics.
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
-            took["vacuum_analyze_s"] = time.perf_counter() - started
-            with engine.connect() as conn:
-                info = {
-                    "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
-                    "postgis": conn.execute(text("SELECT postgis_lib_version()")).scalar_one(),
-                }
-                counts = conn.execute(
-                    text("SELECT count(*) AS cases, count(*) FILTER (WHERE status = ANY(:open)) "
-                         "AS open, min(reported_at) AS first, max(reported_at) AS last, "
-                         "(SELECT count(*) FROM whistle) AS whistles, (SELECT count(*) FROM "
-                         "region WHERE version_id = :v AND level = 'grid') AS grids "
-                         "FROM incident"), {"open": list(incidents.OPEN), "v": version.id},
-                ).one()._asdict()  # fmt: skip
+            cases = demo_activity.load(engine, days=args.days)
+            took["cases_s"] = time.perf_counter() - started
+            log(f"{cases:,} cases in {took['cases_s']:.0f} s; demo whistles "
+                f"(demo_whistles.load, count {args.whistles}) …")  # fmt: skip
+            started = time.perf_counter()
+            blown = demo_whistles.load(engine, locator, count=args.whistles, days=args.days)
+            took["whistles_s"] = time.perf_counter() - started
+            log(f"{blown} whistles in {took['whistles_s']:.0f} s")
         finally:
-            engine.dispose()
+            locator.stop()
+        log("VACUUM ANALYZE …")
+        started = time.perf_counter()
+        # What autovacuum does in the minutes after a bulk load, done now so that it neither
+        # runs beside the timed renders nor leaves the planner without statistics.
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+        took["vacuum_analyze_s"] = time.perf_counter() - started
+        info = demo.versions()
+        with engine.connect() as conn:
+            counts = conn.execute(
+                text("SELECT count(*) AS cases, count(*) FILTER (WHERE status = ANY(:open)) "
+                     "AS open, min(reported_at) AS first, max(reported_at) AS last, "
+                     "(SELECT count(*) FROM whistle) AS whistles, (SELECT count(*) FROM "
+                     "region WHERE version_id = :v AND level = 'grid') AS grids "
+                     "FROM incident"), {"open": list(incidents.OPEN), "v": version.id},
+            ).one()._asdict()  # fmt: skip
+        engine.dispose()  # the benchmark opens its own connections
 
         def live() -> int:
             """One round of every gridworker's fix, now (the wall shows the last 10 minutes)."""
@@ -252,7 +225,7 @@ def screen_database(
 
         yield {
             "url": url,
-            "postmaster": int((cluster.data_dir / "postmaster.pid").read_text().split()[0]),
+            "postmaster": demo.postmaster,
             "versions": info,
             "token": token,
             "gridworkers": gridworkers,
@@ -260,9 +233,6 @@ def screen_database(
             "load_s": took,
             "live": live,
         }
-    finally:
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
 
 
 # ---- the peer: a naive folium page ----------------------------------------------------------
@@ -867,15 +837,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days, --repeat, --whistles >= 1; --peer-cases >= 0")
     if args.peer_timeout <= 0:
         parser.error("--peer-timeout must be positive")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,6 @@ import math
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -88,12 +87,12 @@ for _path in (ROOT, HERE):
         sys.path.insert(0, str(_path))
 
 import numpy as np  # noqa: E402
+from _common import demo_cluster, run_logged  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     UVICORN_OPTIONS,
     _commit,
     _free_port,
-    _on_sigterm,
     cpu_seconds,
     finish,
     machine_busy_seconds,
@@ -104,7 +103,6 @@ from sqlalchemy import text  # noqa: E402
 
 from app.services import tiles as tile_service  # noqa: E402
 
-DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 DEPARTMENTS = ROOT / "data" / "catalogs" / "departments.yaml"
 CACHE_DIR = ROOT / "var" / "bench"
 PG_DIR = CACHE_DIR / "tiles-pg"  # its own cluster: it may run beside the other benchmarks
@@ -245,88 +243,62 @@ def tiles_database(args: argparse.Namespace, log: Callable[[str], None]) -> Iter
     demo cases (see the module docstring), ANALYZEd, and tipg's view. Yields its URLs (SQLAlchemy
     and asyncpg), versions, the administrator's token, the district's bounding box and counts.
     Destroyed on the way out."""
-    from app.db.embedded import EmbeddedPostgres
-    from app.db.engine import make_engine, upgrade
-    from app.services import boundaries as boundary_service
     from app.services import demo_activity, identity, incidents
     from app.services.catalog import DEFAULT_CATALOG
     from app.services.scoping import prefix_pattern
-    from app.settings import Settings
-    from gis.io import read_boundaries
 
-    cluster = EmbeddedPostgres(PG_DIR, fast=True, database="gridmap_bench")
-    if PG_DIR.exists():  # left behind by an interrupted run of this benchmark
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
-    PG_DIR.mkdir(parents=True)
-    PG_DIR.chmod(0o755)
-    try:
-        log("starting a private PostGIS cluster in var/bench/tiles-pg, importing the demo …")
-        cluster.up()
-        url = cluster.url()
-        engine = make_engine(url)
+    with demo_cluster(PG_DIR, log) as demo:
+        engine, version, cluster = demo.engine, demo.version, demo.cluster
         took: dict[str, float] = {}
-        try:
-            upgrade(engine)
-            incidents.load_classes(engine, DEFAULT_CATALOG)
-            settings = Settings(database_url=url)
-            data = read_boundaries([DEMO_FILE], scheme=settings.code_scheme)
-            version, _ = boundary_service.import_boundaries(
-                engine, data, settings.validation, label="bench", source_paths=[DEMO_FILE]
-            )
-            boundary_service.activate(engine, version.id)
-            identity.demo_gridworkers(engine)
-            identity.load_departments(engine, DEPARTMENTS)
-            with engine.connect() as conn:
-                district = conn.execute(
-                    text("SELECT code FROM region WHERE version_id = :v AND level = 'district' "
-                         "ORDER BY code LIMIT 1"), {"v": version.id},
-                ).scalar_one()  # fmt: skip
-            identity.add_user(engine, ADMIN, role="admin", region=district)
-            token = identity.create_token(engine, ADMIN)
-            log(f"loading {args.days} days of demo cases (demo_activity.load) …")
-            started = time.perf_counter()
-            cases = demo_activity.load(engine, days=args.days)
-            took["cases_s"] = time.perf_counter() - started
-            log(f"{cases:,} cases in {took['cases_s']:.0f} s; ANALYZE, tipg's view …")
-            scope = prefix_pattern(district).replace("'", "''")
-            with engine.begin() as conn:
-                # What gridmap's tile selects for this caller (the scope of incident_filters)
-                # and the columns it writes, as a view for tipg over the same table.
-                conn.execute(text(f"""
-                    CREATE VIEW {VIEW} AS
-                    SELECT i.id, i.status, i.class_code,
-                           (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue,
-                           extract(epoch FROM i.reported_at)::bigint AS reported_at,
-                           i.grid_code, i.geom
-                    FROM incident i WHERE i.region_code LIKE '{scope}'
-                """))  # fmt: skip
-            started = time.perf_counter()
-            with engine.begin() as conn:  # what autovacuum does within a minute or so of a load
-                conn.execute(text("ANALYZE"))
-            took["analyze_s"] = time.perf_counter() - started
-            with engine.connect() as conn:
-                info = {
-                    "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
-                    "postgis": conn.execute(text("SELECT postgis_lib_version()")).scalar_one(),
-                }
-                counts = conn.execute(
-                    text(f"SELECT count(*) AS cases, (SELECT count(*) FROM {VIEW}) AS in_view, "
-                         "count(*) FILTER (WHERE out_of_area) AS out_of_area, "
-                         "min(reported_at) AS first, max(reported_at) AS last, "
-                         "(SELECT count(*) FROM region WHERE version_id = :v AND level = 'grid') "
-                         "AS grids FROM incident"), {"v": version.id},
-                ).one()._asdict()  # fmt: skip
-                box = conn.execute(
-                    text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
-                         "ST_Extent(geom) AS e FROM region WHERE version_id = :v AND "
-                         "code = :d) s"), {"v": version.id, "d": district},
-                ).one()  # fmt: skip
-        finally:
-            engine.dispose()
+        incidents.load_classes(engine, DEFAULT_CATALOG)
+        identity.demo_gridworkers(engine)
+        identity.load_departments(engine, DEPARTMENTS)
+        with engine.connect() as conn:
+            district = conn.execute(
+                text("SELECT code FROM region WHERE version_id = :v AND level = 'district' "
+                     "ORDER BY code LIMIT 1"), {"v": version.id},
+            ).scalar_one()  # fmt: skip
+        identity.add_user(engine, ADMIN, role="admin", region=district)
+        token = identity.create_token(engine, ADMIN)
+        log(f"loading {args.days} days of demo cases (demo_activity.load) …")
+        started = time.perf_counter()
+        cases = demo_activity.load(engine, days=args.days)
+        took["cases_s"] = time.perf_counter() - started
+        log(f"{cases:,} cases in {took['cases_s']:.0f} s; ANALYZE, tipg's view …")
+        scope = prefix_pattern(district).replace("'", "''")
+        with engine.begin() as conn:
+            # What gridmap's tile selects for this caller (the scope of incident_filters)
+            # and the columns it writes, as a view for tipg over the same table.
+            conn.execute(text(f"""
+                CREATE VIEW {VIEW} AS
+                SELECT i.id, i.status, i.class_code,
+                       (i.due_at IS NOT NULL AND i.due_at < now()) AS overdue,
+                       extract(epoch FROM i.reported_at)::bigint AS reported_at,
+                       i.grid_code, i.geom
+                FROM incident i WHERE i.region_code LIKE '{scope}'
+            """))  # fmt: skip
+        started = time.perf_counter()
+        with engine.begin() as conn:  # what autovacuum does within a minute or so of a load
+            conn.execute(text("ANALYZE"))
+        took["analyze_s"] = time.perf_counter() - started
+        info = demo.versions()
+        with engine.connect() as conn:
+            counts = conn.execute(
+                text(f"SELECT count(*) AS cases, (SELECT count(*) FROM {VIEW}) AS in_view, "
+                     "count(*) FILTER (WHERE out_of_area) AS out_of_area, "
+                     "min(reported_at) AS first, max(reported_at) AS last, "
+                     "(SELECT count(*) FROM region WHERE version_id = :v AND level = 'grid') "
+                     "AS grids FROM incident"), {"v": version.id},
+            ).one()._asdict()  # fmt: skip
+            box = conn.execute(
+                text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
+                     "ST_Extent(geom) AS e FROM region WHERE version_id = :v AND "
+                     "code = :d) s"), {"v": version.id, "d": district},
+            ).one()  # fmt: skip
+        engine.dispose()  # the benchmark opens its own connections
         socket = quote(str(cluster.socket_dir), safe="")  # asyncpg: a quoted path is a socket
         yield {
-            "url": url,
+            "url": demo.url,
             "asyncpg_url": f"postgresql://{cluster.superuser}@{socket}:{cluster.port}/"
             f"{cluster.database}",
             "versions": info,
@@ -335,11 +307,8 @@ def tiles_database(args: argparse.Namespace, log: Callable[[str], None]) -> Iter
             "bbox": tuple(float(v) for v in box),
             "counts": counts,
             "load_s": took,
-            "postmaster": int((cluster.data_dir / "postmaster.pid").read_text().split()[0]),
+            "postmaster": demo.postmaster,
         }
-    finally:
-        cluster.destroy()
-        shutil.rmtree(PG_DIR, ignore_errors=True)
 
 
 # ---- the tiles ------------------------------------------------------------------------------
@@ -1128,15 +1097,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--days, --max-per-zoom, --threads, --repeat >= 1; --check-tiles >= 0")
     if args.tipg_max_features < 0:
         parser.error("--tipg-max-features must not be negative")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ with warnings.catch_warnings():  # its optional smoother warns at import (no Sto
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import shapely  # noqa: E402
+from _common import run_logged  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from pyproj import Transformer  # noqa: E402
 
@@ -396,14 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= LAYOUT * LAYOUT:
         parser.error(f"--workers must be between 1 and {LAYOUT * LAYOUT}")
-    started = time.perf_counter()
-
-    def log(message: str) -> None:
-        print(f"[{time.perf_counter() - started:7.1f} s] {message}", file=sys.stderr, flush=True)
-
-    code = run(args, log)
-    log(f"done in {time.perf_counter() - started:.1f} s")
-    return code
+    return run_logged(lambda log: run(args, log))
 
 
 if __name__ == "__main__":
