@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 Log = Callable[[str], None]
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:
+    """Terminate a child server (SIGTERM, then SIGKILL after ``timeout`` s) and reap it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _on_sigterm(signum: int, _frame: Any) -> None:

@@ -57,7 +57,7 @@ for _path in (ROOT, HERE):
 import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
-from _common import run_logged  # noqa: E402
+from _common import run_logged, stop_process  # noqa: E402
 from bench_boundaries import nproc, peak_rss_growth  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
@@ -334,13 +334,7 @@ def uvicorn_server(
             time.sleep(0.1)
         yield base
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 @contextlib.contextmanager

@@ -71,7 +71,7 @@ for _path in (ROOT, HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from _common import demo_cluster, run_logged  # noqa: E402
+from _common import demo_cluster, run_logged, stop_process  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     _TICK,
@@ -346,13 +346,7 @@ def static_server(directory: Path, log_file: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield base
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 # ---- the pages ------------------------------------------------------------------------------

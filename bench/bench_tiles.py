@@ -87,7 +87,7 @@ for _path in (ROOT, HERE):
         sys.path.insert(0, str(_path))
 
 import numpy as np  # noqa: E402
-from _common import demo_cluster, run_logged  # noqa: E402
+from _common import demo_cluster, run_logged, stop_process  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     UVICORN_OPTIONS,
@@ -227,13 +227,7 @@ def tipg_server(env: dict[str, str], log_file: Path) -> Iterator[tuple[str, int]
             time.sleep(0.1)
         yield base, proc.pid
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 # ---- the database ---------------------------------------------------------------------------
