@@ -14,7 +14,7 @@ import pandas as pd
 from esda.getisord import G_Local
 from libpysal.weights import Queen, W
 
-__all__ = ["gi_star", "queen_weights"]
+__all__ = ["fdr_threshold", "gi_bins", "gi_star", "queen_weights"]
 
 
 def queen_weights(grids: gpd.GeoDataFrame, *, id_column: str = "code") -> W:
@@ -49,3 +49,27 @@ def gi_star(
     p = 2 * np.asarray(g.p_norm, dtype=np.float64) if not permutations else g.p_sim
     return pd.DataFrame({"z": z, "p": np.clip(np.nan_to_num(p, nan=1.0), 0, 1)},
                         index=weights.id_order)  # fmt: skip
+
+
+def fdr_threshold(p: Sequence[float] | np.ndarray, alpha: float) -> float:
+    """The Benjamini-Hochberg cut-off: the largest p(k) with p(k) <= k / n * alpha (0 when no
+    test passes). Written out because ``esda.fdr`` falls back to Bonferroni when every test
+    passes, which ArcGIS's FDR correction does not."""
+    ranked = np.sort(np.asarray(p, dtype=np.float64))
+    n = len(ranked)
+    passing = np.flatnonzero(ranked <= np.arange(1, n + 1) / n * alpha)
+    return float(ranked[passing[-1]]) if len(passing) else 0.0
+
+
+def gi_bins(
+    z: Sequence[float] | np.ndarray, p: Sequence[float] | np.ndarray, *, fdr: bool = True
+) -> np.ndarray:
+    """Confidence bins like ArcGIS's Gi_Bin: +3 / +2 / +1 a hot spot at 99 / 95 / 90 %,
+    -3 / -2 / -1 a cold spot, 0 not significant; with ``fdr`` each level's cut-off is
+    Benjamini-Hochberg's over all the areas (a random field then gives no spot)."""
+    zs, ps = np.asarray(z, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    level = np.zeros(len(ps), dtype=np.int8)
+    for bin_, alpha in ((1, 0.10), (2, 0.05), (3, 0.01)):
+        cut = fdr_threshold(ps, alpha) if fdr else alpha
+        level[ps <= cut] = bin_
+    return (np.sign(zs) * level).astype(np.int8)

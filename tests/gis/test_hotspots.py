@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import shapely
 
-from gis.hotspots import gi_star, queen_weights
+from gis.hotspots import fdr_threshold, gi_bins, gi_star, queen_weights
 
 
 def squares(n: int) -> gpd.GeoDataFrame:
@@ -44,3 +44,31 @@ def test_a_flat_field_has_no_hot_spot_and_bad_input_is_refused() -> None:
     assert (flat["z"] == 0).all() and (flat["p"] == 1).all()
     with pytest.raises(ValueError, match="15 values for 16 areas"):
         gi_star(np.ones(15), w)
+
+
+def test_fdr_bins_mark_a_planted_cluster_hot_and_leave_a_random_field_alone() -> None:
+    grids = squares(20)
+    w = queen_weights(grids)
+    rng = np.random.default_rng(11)
+    noise = rng.poisson(3, len(grids)).astype(float)
+    # A random field: some raw p < 0.05 by chance, none after the FDR correction.
+    plain = gi_star(noise, w)
+    assert (plain["p"] < 0.05).any()
+    assert (gi_bins(plain["z"], plain["p"]) == 0).all()
+    assert (gi_bins(plain["z"], plain["p"], fdr=False) != 0).any()
+    # A planted block of high counts: 99 % hot spots.
+    planted = [f"g{r * 20 + c:04d}" for r in (9, 10, 11) for c in (9, 10, 11)]
+    y = noise.copy()
+    index = {code: i for i, code in enumerate(grids["code"])}
+    for code in planted:
+        y[index[code]] = 30
+    got = gi_star(y, w)
+    bins = dict(zip(got.index, gi_bins(got["z"], got["p"]), strict=True))
+    assert all(bins[code] == 3 for code in planted)
+    assert min(bins.values()) >= -1  # nothing strongly cold appears
+
+
+def test_the_benjamini_hochberg_cut_off() -> None:
+    assert fdr_threshold([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205], 0.05) == 0.008
+    assert fdr_threshold([0.2, 0.5, 0.9], 0.05) == 0.0
+    assert fdr_threshold([0.001, 0.002], 0.05) == 0.002  # all pass: no Bonferroni fallback
