@@ -12,9 +12,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from esda.getisord import G_Local
+from esda.moran import Moran_Local
 from libpysal.weights import Queen, W
 
-__all__ = ["fdr_threshold", "gi_bins", "gi_star", "queen_weights"]
+__all__ = ["fdr_threshold", "gi_bins", "gi_star", "local_moran", "queen_weights"]
 
 
 def queen_weights(grids: gpd.GeoDataFrame, *, id_column: str = "code") -> W:
@@ -73,3 +74,38 @@ def gi_bins(
         cut = fdr_threshold(ps, alpha) if fdr else alpha
         level[ps <= cut] = bin_
     return (np.sign(zs) * level).astype(np.int8)
+
+
+# esda's quadrants: 1 high-high, 2 low-high, 3 low-low, 4 high-low.
+_QUADRANTS = {1: "HH", 2: "LH", 3: "LL", 4: "HL"}
+
+
+def local_moran(
+    values: Sequence[float] | np.ndarray,
+    weights: W,
+    *,
+    permutations: int = 999,
+    alpha: float = 0.05,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """Local Moran's I per area, in ``weights.id_order``: ``i``, ``z`` (of the permutation
+    distribution), ``p`` (pseudo p from ``permutations`` conditional permutations) and
+    ``cluster`` — HH (high among high), LL, HL (a high outlier among lows), LH, or "" when
+    ``p`` > ``alpha``. Row-standardised weights."""
+    y = np.asarray(values, dtype=np.float64)
+    if len(y) != weights.n:
+        raise ValueError(f"{len(y)} values for {weights.n} areas")
+    if len(y) == 0 or np.ptp(y) == 0:
+        n = len(y)
+        return pd.DataFrame({"i": np.zeros(n), "z": np.zeros(n), "p": np.ones(n),
+                             "cluster": [""] * n}, index=weights.id_order)  # fmt: skip
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore")
+        m = Moran_Local(y, weights, transformation="r", permutations=permutations, seed=seed,
+                        keep_simulations=False, n_jobs=1)  # fmt: skip
+    p = np.asarray(m.p_sim, dtype=np.float64)
+    cluster = [_QUADRANTS.get(int(q), "") if pi <= alpha else ""
+               for q, pi in zip(m.q, p, strict=True)]  # fmt: skip
+    return pd.DataFrame({"i": np.asarray(m.Is, dtype=np.float64),
+                         "z": np.nan_to_num(np.asarray(m.z_sim, dtype=np.float64)), "p": p,
+                         "cluster": cluster}, index=weights.id_order)  # fmt: skip

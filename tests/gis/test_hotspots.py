@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import shapely
 
-from gis.hotspots import fdr_threshold, gi_bins, gi_star, queen_weights
+from gis.hotspots import fdr_threshold, gi_bins, gi_star, local_moran, queen_weights
 
 
 def squares(n: int) -> gpd.GeoDataFrame:
@@ -72,3 +72,25 @@ def test_the_benjamini_hochberg_cut_off() -> None:
     assert fdr_threshold([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205], 0.05) == 0.008
     assert fdr_threshold([0.2, 0.5, 0.9], 0.05) == 0.0
     assert fdr_threshold([0.001, 0.002], 0.05) == 0.002  # all pass: no Bonferroni fallback
+
+
+def test_local_moran_finds_the_high_high_cluster_and_a_lone_high_outlier() -> None:
+    grids = squares(15)
+    w = queen_weights(grids)
+    rng = np.random.default_rng(5)
+    y = rng.poisson(2, len(grids)).astype(float)
+    index = {code: i for i, code in enumerate(grids["code"])}
+    block = [f"g{r * 15 + c:04d}" for r in (2, 3, 4) for c in (2, 3, 4)]
+    for code in block:
+        y[index[code]] = 25
+    lone = "g0172"  # row 11, column 7: far from the block
+    y[index[lone]] = 40
+    for code in w.neighbors[lone]:
+        y[index[code]] = 0
+    got = local_moran(y, w, permutations=499, seed=3)
+    assert (got.loc[block, "cluster"] == "HH").sum() >= 7  # the block's edge may test weaker
+    assert got.loc["g0048", "cluster"] == "HH"  # its centre
+    assert got.loc[lone, "cluster"] == "HL"
+    assert (got["cluster"] == "LL").sum() < 0.1 * len(grids)
+    flat = local_moran(np.ones(len(grids)), w)
+    assert (flat["cluster"] == "").all() and (flat["p"] == 1).all()
