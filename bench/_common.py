@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,60 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_FILE = ROOT / "data" / "boundaries" / "hongqiao_demo.gpkg"
 Log = Callable[[str], None]
+
+
+# uvicorn as `gridmap serve` runs it (gridmap's benchmarks and the peers they start alike).
+UVICORN_FLAGS = ("--workers", "1", "--http", "httptools", "--loop", "uvloop", "--log-level",
+                 "warning", "--no-access-log", "--timeout-keep-alive", "60")  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_process(
+    app: Sequence[str],
+    *,
+    env: dict[str, str],
+    log_file: Path,
+    ready_path: str,
+    python: str = sys.executable,
+    cwd: Path = ROOT,
+    flags: Sequence[str] = UVICORN_FLAGS,
+    timeout: float = 90,
+) -> Iterator[tuple[str, int]]:
+    """``python -m uvicorn <app> <flags>`` on a free loopback port in a process of its own;
+    yields its base URL and process id once ``ready_path`` answers below 500. Stopped on the
+    way out."""
+    import httpx2 as httpx
+
+    port = free_port()
+    cmd = [python, "-m", "uvicorn", *app, "--host", "127.0.0.1", "--port", str(port), *flags]
+    base = f"http://127.0.0.1:{port}"
+    name = " ".join(app)
+    with log_file.open("w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"uvicorn {name} exited with {proc.returncode}:\n{log_file.read_text()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(base + ready_path, timeout=2).status_code < 500:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn {name} did not answer {ready_path} in {timeout:.0f} s")
+            time.sleep(0.1)
+        yield base, proc.pid
+    finally:
+        stop_process(proc)
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = 15) -> None:

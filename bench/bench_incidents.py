@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,7 @@ for _path in (ROOT, HERE):
 import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
-from _common import run_logged, stop_process  # noqa: E402
+from _common import run_logged, uvicorn_process  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from sqlalchemy import Engine, create_engine, text  # noqa: E402
@@ -168,12 +167,6 @@ def create_postgis_locate_app() -> FastAPI:
 
 
 # ---- processes: uvicorn servers, CPU time ---------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -213,38 +206,11 @@ def cpu_seconds(pid: int, *, tree: bool = False) -> float:
 def uvicorn_server(
     target: str, app_dir: Path, env: dict[str, str], log_file: Path
 ) -> Iterator[tuple[str, int]]:
-    """``uvicorn --factory target`` in a subprocess on a free loopback port; yields its base
-    URL and process id once /health answers. Stopped (by its id) on the way out."""
-    import httpx2 as httpx
-
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", target, "--app-dir", str(app_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--http", "httptools", "--loop", "uvloop", "--log-level", "warning", "--no-access-log",
-        "--timeout-keep-alive", "60",
-    ]  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    with log_file.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"uvicorn {target} exited with {proc.returncode}:\n{log_file.read_text()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base + "/health", timeout=2).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn {target} did not answer /health in 90 s")
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        stop_process(proc)
+    """``uvicorn --factory target`` on a free loopback port; yields its base URL and process id
+    once /health answers. Stopped on the way out."""
+    with uvicorn_process(["--factory", target, "--app-dir", str(app_dir)], env=env,
+                         log_file=log_file, ready_path="/health") as server:  # fmt: skip
+        yield server
 
 
 # ---- the database ---------------------------------------------------------------------------

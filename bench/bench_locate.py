@@ -38,10 +38,7 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +54,7 @@ for _path in (ROOT, HERE):
 import geopandas as gpd  # noqa: E402
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
-from _common import run_logged, stop_process  # noqa: E402
+from _common import demo_cluster, run_logged, uvicorn_process  # noqa: E402
 from bench_boundaries import nproc, peak_rss_growth  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
@@ -294,47 +291,19 @@ class HttpSkipped(Exception):
     """The HTTP comparison cannot run (the endpoint is not there yet)."""
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def uvicorn_server(
     target: str, app_dir: Path, env: dict[str, str], ready_path: str, log_file: Path
 ) -> Iterator[str]:
-    """``uvicorn --factory target`` in a subprocess on a free loopback port; yields its base
-    URL once ``ready_path`` answers. The process is stopped (by its id) on the way out."""
-    import httpx2 as httpx
-
-    port = _free_port()
-    cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", target, "--app-dir", str(app_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    with log_file.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"uvicorn {target} exited with {proc.returncode}:\n{log_file.read_text()}"
-                )
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base + ready_path, timeout=2).status_code < 500:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn {target} did not answer {ready_path} in 90 s")
-            time.sleep(0.1)
+    """``uvicorn --factory target`` on a free loopback port (uvicorn's default HTTP stack, as
+    this benchmark was first measured); yields its base URL once ``ready_path`` answers."""
+    flags = ("--workers", "1", "--log-level", "warning", "--no-access-log")
+    app = ["--factory", target, "--app-dir", str(app_dir)]
+    with uvicorn_process(app, env=env, log_file=log_file, ready_path=ready_path, flags=flags) as (
+        base,
+        _,
+    ):
         yield base
-    finally:
-        stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -344,45 +313,19 @@ def demo_database(log: Callable[[str], None]) -> Iterator[tuple[str, dict[str, s
     request pays authentication, as a phone's does). Destroyed on the way out."""
     from sqlalchemy import text
 
-    from app.db.embedded import EmbeddedPostgres
-    from app.db.engine import make_engine, upgrade
-    from app.services import boundaries as boundary_service
     from app.services import identity
-    from app.settings import Settings
 
-    base = CACHE_DIR / "http-pg"
-    cluster = EmbeddedPostgres(base, fast=True, database="gridmap_bench")
-    if base.exists():  # left behind by an interrupted run of this benchmark
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
-    base.mkdir(parents=True)
-    base.chmod(0o755)
-    try:
-        log("starting a private PostGIS cluster in var/bench/http-pg and importing the demo …")
-        cluster.up()
-        url = cluster.url()
-        engine = make_engine(url)
-        try:
-            upgrade(engine)
-            settings = Settings(database_url=url)
-            data = read_boundaries([DEMO_FILE], scheme=settings.code_scheme)
-            version, _ = boundary_service.import_boundaries(
-                engine, data, settings.validation, label="bench", source_paths=[DEMO_FILE]
-            )
-            boundary_service.activate(engine, version.id)
-            identity.demo_gridworkers(engine)  # answers carry a duty gridworker, as in `make run`
-            token = identity.create_token(engine, "gw-" + data.frame["code"].max())
-            with engine.connect() as conn:
-                versions = {
-                    "postgres": conn.execute(text("SHOW server_version")).scalar_one(),
-                    "postgis": conn.execute(text("SELECT postgis_lib_version()")).scalar_one(),
-                }
-        finally:
-            engine.dispose()
-        yield url, versions, token
-    finally:
-        cluster.destroy()
-        shutil.rmtree(base, ignore_errors=True)
+    with demo_cluster(CACHE_DIR / "http-pg", log) as demo:
+        identity.demo_gridworkers(demo.engine)  # answers carry a duty gridworker, as `make run`
+        with demo.engine.connect() as conn:
+            last = conn.execute(
+                text("SELECT max(code) FROM region WHERE version_id = :v AND level = 'grid'"),
+                {"v": demo.version.id},
+            ).scalar_one()
+        token = identity.create_token(demo.engine, "gw-" + last)
+        versions = demo.versions()
+        demo.engine.dispose()  # the servers open their own connections
+        yield demo.url, versions, token
 
 
 def _grid_code(body: Any) -> str | None:

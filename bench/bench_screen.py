@@ -71,13 +71,12 @@ for _path in (ROOT, HERE):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from _common import demo_cluster, run_logged, stop_process  # noqa: E402
+from _common import demo_cluster, free_port, run_logged, stop_process  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     _TICK,
     UVICORN_OPTIONS,
     _commit,
-    _free_port,
     _stat,
     finish,
     machine_busy_seconds,
@@ -327,7 +326,7 @@ def static_server(directory: Path, log_file: Path) -> Iterator[str]:
     """``python -m http.server`` on a free loopback port serving ``directory``; its base URL."""
     import httpx2 as httpx
 
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
            "--directory", str(directory)]  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -87,12 +87,11 @@ for _path in (ROOT, HERE):
         sys.path.insert(0, str(_path))
 
 import numpy as np  # noqa: E402
-from _common import demo_cluster, run_logged, stop_process  # noqa: E402
+from _common import demo_cluster, run_logged, uvicorn_process  # noqa: E402
 from bench_boundaries import nproc  # noqa: E402
 from bench_incidents import (  # noqa: E402
     UVICORN_OPTIONS,
     _commit,
-    _free_port,
     cpu_seconds,
     finish,
     machine_busy_seconds,
@@ -198,36 +197,14 @@ def ensure_tipg(reinstall: bool, log: Callable[[str], None]) -> dict[str, Any]:
 @contextlib.contextmanager
 def tipg_server(env: dict[str, str], log_file: Path) -> Iterator[tuple[str, int]]:
     """``uvicorn tipg.main:app`` from the tipg virtualenv, with the options gridmap's server
-    gets (``UVICORN_OPTIONS``), on a free loopback port; yields its base URL and process id once
-    /healthz answers (tipg has read its catalogue by then). Stopped by its id on the way out."""
-    import httpx2 as httpx
-
-    port = _free_port()
-    cmd = [
-        str(_venv_python()), "-m", "uvicorn", "tipg.main:app",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--http", "httptools", "--loop", "uvloop", "--log-level", "warning", "--no-access-log",
-        "--timeout-keep-alive", "60",
-    ]  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    with log_file.open("w") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=WORK, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"tipg exited with {proc.returncode}:\n{log_file.read_text()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("tipg did not answer /healthz in 120 s")
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        stop_process(proc)
+    gets, on a free loopback port; yields its base URL and process id once /healthz answers
+    (tipg has read its catalogue by then). Stopped on the way out."""
+    python = str(_venv_python())
+    with uvicorn_process(
+        ["tipg.main:app"], python=python, cwd=WORK, env=env, log_file=log_file,
+        ready_path="/healthz", timeout=120,
+    ) as server:  # fmt: skip
+        yield server
 
 
 # ---- the database ---------------------------------------------------------------------------
