@@ -1,4 +1,6 @@
-"""Hot spots on the grids: Getis-Ord Gi* (PySAL esda) on queen contiguity.
+"""Hot spots on the grids: Getis-Ord Gi* and Local Moran (PySAL esda) on queen contiguity or a
+distance band; counts per region and period with rates; kernel density; period comparison.
+Emerging hot spots (space-time) are in :mod:`gis.emerging`.
 
 Pure functions over GeoDataFrames and arrays, usable from a notebook without a server.
 """
@@ -15,7 +17,19 @@ from esda.getisord import G_Local
 from esda.moran import Moran_Local
 from libpysal.weights import Queen, W
 
-__all__ = ["fdr_threshold", "gi_bins", "gi_star", "local_moran", "queen_weights"]
+__all__ = [
+    "aggregate",
+    "compare_periods",
+    "distance_band_weights",
+    "fdr_threshold",
+    "gi_bins",
+    "gi_star",
+    "kde",
+    "local_moran",
+    "period_start",
+    "queen_weights",
+    "rates",
+]
 
 
 def queen_weights(grids: gpd.GeoDataFrame, *, id_column: str = "code") -> W:
@@ -109,3 +123,156 @@ def local_moran(
     return pd.DataFrame({"i": np.asarray(m.Is, dtype=np.float64),
                          "z": np.nan_to_num(np.asarray(m.z_sim, dtype=np.float64)), "p": p,
                          "cluster": cluster}, index=weights.id_order)  # fmt: skip
+
+
+def distance_band_weights(
+    grids: gpd.GeoDataFrame, threshold_m: float, *, metric_crs: int | str = 4548,
+    id_column: str = "code",
+) -> W:  # fmt: skip
+    """Binary distance-band weights: grids whose centroids lie within ``threshold_m`` metres
+    (measured in ``metric_crs``, CGCS2000 Gauss-Kruger 117E by default) are neighbours — for
+    grids of uneven size, where queen contiguity gives big grids many more neighbours."""
+    from libpysal.weights import DistanceBand
+
+    if threshold_m <= 0:
+        raise ValueError("the distance band must be positive")
+    centroids = grids.to_crs(metric_crs).geometry.centroid if grids.crs else grids.centroid
+    xy = np.column_stack([centroids.x.to_numpy(), centroids.y.to_numpy()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # islands: grids with no centroid within the band
+        return DistanceBand(xy, threshold=threshold_m, binary=True, ids=list(grids[id_column]),
+                            silence_warnings=True)  # fmt: skip
+
+
+# ---- aggregation ----------------------------------------------------------------------------
+
+PERIODS = {"day": "D", "week": "W-SUN", "month": "M"}
+
+
+def rates(
+    counts: Sequence[float] | np.ndarray,
+    population: Sequence[float] | np.ndarray,
+    area_m2: Sequence[float] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cases per 1,000 residents (NaN where nobody lives: a park's rate says nothing) and per
+    km²."""
+    n = np.asarray(counts, dtype=np.float64)
+    pop = np.asarray(pd.to_numeric(pd.Series(population), errors="coerce"), dtype=np.float64)
+    area = np.asarray(area_m2, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_1000 = np.where(pop > 0, n / pop * 1000.0, np.nan)
+        per_km2 = np.where(area > 0, n / area * 1e6, np.nan)
+    return per_1000, per_km2
+
+
+def period_start(times: pd.Series, period: str) -> pd.Series:
+    """The local day, Monday-started week or month each timestamp falls in (naive dates, in the
+    timestamps' own zone: pass Beijing times to get Beijing days)."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    t = pd.to_datetime(times)
+    if getattr(t.dt, "tz", None) is not None:
+        t = t.dt.tz_localize(None)
+    return t.dt.to_period(PERIODS[period]).dt.start_time
+
+
+def aggregate(
+    cases: pd.DataFrame,
+    regions: pd.DataFrame,
+    *,
+    period: str,
+    start: pd.Timestamp | str,
+    end: pd.Timestamp | str,
+    by_class: bool = False,
+) -> pd.DataFrame:
+    """Cases per region per period, with every period between ``start`` and ``end`` for every
+    region (zeros included, so a chart's line does not skip quiet weeks).
+
+    ``cases``: ``code`` (the region at the wanted level), ``at`` (local timestamps) and, with
+    ``by_class``, ``class_code``. ``regions``: ``code``, ``population``, ``area_m2``. Returns
+    ``code, [class_code,] start, count, per_1000, per_km2``."""
+    if period not in PERIODS:
+        raise ValueError(f"period must be one of {', '.join(PERIODS)}")
+    starts = pd.period_range(pd.Timestamp(start), pd.Timestamp(end), freq=PERIODS[period])
+    keys = ["code", "class_code"] if by_class else ["code"]
+    frame = cases.assign(start=period_start(cases["at"], period)) if len(cases) else None
+    counted = (
+        frame.groupby([*keys, "start"]).size().rename("count")
+        if frame is not None
+        else pd.Series(dtype="int64", name="count")
+    )
+    axes = [list(regions["code"])]
+    if by_class:
+        axes.append(sorted(cases["class_code"].unique()) if len(cases) else [])
+    axes.append(list(starts.start_time))
+    full = pd.MultiIndex.from_product(axes, names=[*keys, "start"])
+    out = counted.reindex(full, fill_value=0).astype("int64").reset_index()
+    info = regions.set_index("code")[["population", "area_m2"]]
+    joined = info.reindex(out["code"])
+    out["per_1000"], out["per_km2"] = rates(out["count"], joined["population"], joined["area_m2"])
+    return out
+
+
+# ---- kernel density -------------------------------------------------------------------------
+
+
+def kde(
+    xy: np.ndarray,
+    *,
+    bounds: tuple[float, float, float, float],
+    cell_m: float = 50.0,
+    bandwidth_m: float = 300.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A kernel-density surface of points in a metric CRS: the quartic (biweight) kernel of
+    ArcGIS's Kernel Density, in cases per km². Returns the cell centres' x (columns), y (rows)
+    and the density (rows × columns). Points are binned to cells, then the kernel is applied by
+    FFT convolution, so the cost follows the cell count, not the point count."""
+    from scipy.signal import fftconvolve
+
+    if cell_m <= 0 or bandwidth_m <= 0:
+        raise ValueError("cell and bandwidth must be positive")
+    minx, miny, maxx, maxy = bounds
+    pad = bandwidth_m
+    xs = np.arange(minx - pad, maxx + pad + cell_m, cell_m)
+    ys = np.arange(miny - pad, maxy + pad + cell_m, cell_m)
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    counts, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=[len(ys), len(xs)],
+                                  range=[[ys[0], ys[0] + len(ys) * cell_m],
+                                         [xs[0], xs[0] + len(xs) * cell_m]])  # fmt: skip
+    r = int(np.ceil(bandwidth_m / cell_m))
+    off = np.arange(-r, r + 1) * cell_m
+    d2 = (off[None, :] ** 2 + off[:, None] ** 2) / bandwidth_m**2
+    kernel = np.where(d2 < 1, 3.0 / (np.pi * bandwidth_m**2) * (1 - d2) ** 2, 0.0)  # per m²
+    density = np.clip(fftconvolve(counts, kernel, mode="same"), 0, None) * 1e6
+    return xs + cell_m / 2, ys + cell_m / 2, density
+
+
+# ---- period comparison ----------------------------------------------------------------------
+
+
+def compare_periods(
+    current: Sequence[float] | np.ndarray,
+    previous: Sequence[float] | np.ndarray,
+    *,
+    alpha: float = 0.05,
+    fdr: bool = True,
+) -> pd.DataFrame:
+    """This period's counts against the last one's (equal lengths), per region: ``change``,
+    ``change_pct`` (None from zero), ``p`` — two-sided, the exact conditional test of two
+    Poisson counts (given their sum, the current one is Binomial(n, ½) when nothing changed) —
+    and ``significant`` (Benjamini-Hochberg over the regions with ``fdr``)."""
+    from scipy.stats import binom
+
+    a = np.asarray(current, dtype=np.int64)
+    b = np.asarray(previous, dtype=np.int64)
+    if a.shape != b.shape:
+        raise ValueError(f"{len(a)} current counts for {len(b)} previous ones")
+    n = a + b
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    p = np.where(n > 0, np.minimum(1.0, binom.cdf(lo, n, 0.5) + binom.sf(hi - 1, n, 0.5)), 1.0)
+    p = np.where(a == b, 1.0, p)
+    cut = fdr_threshold(p, alpha) if fdr else alpha
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pct = np.where(b > 0, (a - b) / np.where(b > 0, b, 1) * 100.0, np.nan)
+    return pd.DataFrame({"current": a, "previous": b, "change": a - b, "change_pct": pct,
+                         "p": p, "significant": (p <= cut) & (n > 0)})  # fmt: skip

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
-from gis.hotspots import fdr_threshold, gi_bins, gi_star, local_moran, queen_weights
+from gis.hotspots import (
+    aggregate,
+    compare_periods,
+    distance_band_weights,
+    fdr_threshold,
+    gi_bins,
+    gi_star,
+    kde,
+    local_moran,
+    queen_weights,
+)
 
 
 def squares(n: int) -> gpd.GeoDataFrame:
@@ -94,3 +105,76 @@ def test_local_moran_finds_the_high_high_cluster_and_a_lone_high_outlier() -> No
     assert (got["cluster"] == "LL").sum() < 0.1 * len(grids)
     flat = local_moran(np.ones(len(grids)), w)
     assert (flat["cluster"] == "").all() and (flat["p"] == 1).all()
+
+
+def test_distance_band_neighbours_are_the_grids_within_the_band() -> None:
+    grids = squares(4).set_crs(3857)  # unit squares: centres 1 m apart in a metric CRS
+    w = distance_band_weights(grids, 1.01, metric_crs=3857)
+    assert sorted(w.neighbors["g0005"]) == ["g0001", "g0004", "g0006", "g0009"]  # no corners
+    w = distance_band_weights(grids, 1.5, metric_crs=3857)
+    assert len(w.neighbors["g0005"]) == 8
+    with pytest.raises(ValueError, match="positive"):
+        distance_band_weights(grids, 0, metric_crs=3857)
+
+
+def test_aggregate_counts_every_period_with_rates_and_zeros() -> None:
+    cases = pd.DataFrame(
+        {
+            "code": ["a", "a", "a", "b"],
+            # Monday 5 Jan and Sunday 11 Jan are one week; Monday 12 Jan starts the next.
+            "at": pd.to_datetime(["2026-01-05 08:00", "2026-01-11 23:59", "2026-01-12 00:00",
+                                  "2026-02-02 12:00"]),
+            "class_code": ["E0101", "E0101", "P0101", "E0101"],
+        }
+    )  # fmt: skip
+    regions = pd.DataFrame(
+        {"code": ["a", "b", "park"], "population": [2000, 500, 0], "area_m2": [5e5, 1e6, 2e5]}
+    )
+    weekly = aggregate(cases, regions, period="week", start="2026-01-05", end="2026-02-08")
+    assert len(weekly) == 3 * 5  # every region, every week, quiet weeks included
+    a = weekly[weekly["code"] == "a"].set_index("start")["count"]
+    assert list(a) == [2, 1, 0, 0, 0]
+    first = weekly[(weekly["code"] == "a")].iloc[0]
+    assert first["per_1000"] == pytest.approx(1.0) and first["per_km2"] == pytest.approx(4.0)
+    assert weekly[weekly["code"] == "park"]["per_1000"].isna().all()  # nobody lives there
+    monthly = aggregate(cases, regions, period="month", start="2026-01-01", end="2026-02-28",
+                        by_class=True)  # fmt: skip
+    got = monthly.set_index(["code", "class_code", "start"])["count"]
+    assert got[("a", "E0101", pd.Timestamp("2026-01-01"))] == 2
+    assert got[("a", "P0101", pd.Timestamp("2026-01-01"))] == 1
+    assert got[("b", "E0101", pd.Timestamp("2026-02-01"))] == 1
+    assert monthly["count"].sum() == len(cases)
+    with pytest.raises(ValueError, match="period"):
+        aggregate(cases, regions, period="year", start="2026-01-01", end="2026-02-28")
+
+
+def test_kernel_density_integrates_to_the_case_count_and_peaks_at_the_cluster() -> None:
+    rng = np.random.default_rng(3)
+    cluster = rng.normal([500, 500], 20, size=(200, 2))
+    scattered = rng.uniform(0, 1000, size=(50, 2))
+    xs, ys, density = kde(np.vstack([cluster, scattered]), bounds=(0, 0, 1000, 1000),
+                          cell_m=10, bandwidth_m=100)  # fmt: skip
+    assert density.shape == (len(ys), len(xs))
+    # Cases per km² over cells of 10 m x 10 m (1e-4 km²): the surface holds every case.
+    assert density.sum() * 1e-4 == pytest.approx(250, rel=0.02)
+    row, col = np.unravel_index(np.argmax(density), density.shape)
+    assert abs(xs[col] - 500) < 30 and abs(ys[row] - 500) < 30
+    with pytest.raises(ValueError):
+        kde(cluster, bounds=(0, 0, 1000, 1000), bandwidth_m=0)
+
+
+def test_period_comparison_flags_a_real_rise_and_not_noise() -> None:
+    got = compare_periods([40, 11, 0, 7], [10, 9, 0, 7])
+    assert list(got["change"]) == [30, 2, 0, 0]
+    assert got.loc[0, "change_pct"] == pytest.approx(300.0)
+    assert np.isnan(got.loc[2, "change_pct"])  # from nothing: no percentage
+    assert list(got["significant"]) == [True, False, False, False]
+    assert got.loc[0, "p"] < 0.001 and got.loc[1, "p"] > 0.5
+    # Fields of 500 regions with no change in rate: after the FDR correction a field shows a
+    # false change in at most ~5 % of cases (one seed in twenty does, by chance).
+    fields = [np.random.default_rng(seed) for seed in range(40)]
+    noisy = sum(compare_periods(r.poisson(30, 500), r.poisson(30, 500))["significant"].any()
+                for r in fields)  # fmt: skip
+    assert noisy <= 4
+    with pytest.raises(ValueError):
+        compare_periods([1, 2], [1])
