@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from app.api import (
+    analytics,
     auth,
     health,
     incidents,
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(whistles.router)
     app.include_router(patrols.router)
     app.include_router(tiles.router)
+    app.include_router(analytics.router)
     app.include_router(pages.router)
     app.include_router(screen.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -188,8 +188,9 @@ def aggregate(
     """Cases per region per period, with every period between ``start`` and ``end`` for every
     region (zeros included, so a chart's line does not skip quiet weeks).
 
-    ``cases``: ``code`` (the region at the wanted level), ``at`` (local timestamps) and, with
-    ``by_class``, ``class_code``. ``regions``: ``code``, ``population``, ``area_m2``. Returns
+    ``cases``: ``code`` (the region at the wanted level), ``at`` (local timestamps), with
+    ``by_class`` ``class_code``, and optionally ``n``, how many cases the row stands for (counts
+    made in the database per day). ``regions``: ``code``, ``population``, ``area_m2``. Returns
     ``code, [class_code,] start, count, per_1000, per_km2``."""
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
@@ -197,7 +198,11 @@ def aggregate(
     keys = ["code", "class_code"] if by_class else ["code"]
     frame = cases.assign(start=period_start(cases["at"], period)) if len(cases) else None
     counted = (
-        frame.groupby([*keys, "start"]).size().rename("count")
+        (
+            frame.groupby([*keys, "start"])["n"].sum()
+            if "n" in frame
+            else frame.groupby([*keys, "start"]).size()
+        ).rename("count")
         if frame is not None
         else pd.Series(dtype="int64", name="count")
     )
@@ -222,11 +227,13 @@ def kde(
     bounds: tuple[float, float, float, float],
     cell_m: float = 50.0,
     bandwidth_m: float = 300.0,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A kernel-density surface of points in a metric CRS: the quartic (biweight) kernel of
     ArcGIS's Kernel Density, in cases per km². Returns the cell centres' x (columns), y (rows)
     and the density (rows × columns). Points are binned to cells, then the kernel is applied by
-    FFT convolution, so the cost follows the cell count, not the point count."""
+    FFT convolution, so the cost follows the cell count, not the point count; ``weights`` (how
+    many cases each point stands for) lets the caller bin in the database first."""
     from scipy.signal import fftconvolve
 
     if cell_m <= 0 or bandwidth_m <= 0:
@@ -238,7 +245,8 @@ def kde(
     pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     counts, _, _ = np.histogram2d(pts[:, 1], pts[:, 0], bins=[len(ys), len(xs)],
                                   range=[[ys[0], ys[0] + len(ys) * cell_m],
-                                         [xs[0], xs[0] + len(xs) * cell_m]])  # fmt: skip
+                                         [xs[0], xs[0] + len(xs) * cell_m]],
+                                  weights=weights)  # fmt: skip
     r = int(np.ceil(bandwidth_m / cell_m))
     off = np.arange(-r, r + 1) * cell_m
     d2 = (off[None, :] ** 2 + off[:, None] ** 2) / bandwidth_m**2

@@ -106,6 +106,11 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/screen/{region_code}"): "screen:view",
     ("GET", "/api/v1/screen/figures"): "screen:view",
     ("GET", "/api/v1/screen/grid-values"): "screen:view",
+    ("GET", "/api/v1/analytics/hotspots"): "analytics:read",
+    ("GET", "/api/v1/analytics/emerging"): "analytics:read",
+    ("GET", "/api/v1/analytics/series"): "analytics:read",
+    ("GET", "/api/v1/analytics/compare"): "analytics:read",
+    ("GET", "/api/v1/analytics/density"): "analytics:read",
 }
 
 

@@ -37,7 +37,7 @@ def _region(conn: Conn, scope: ScopeDep, reach: ScopeFilter, code: str) -> dict:
     return feature[0]
 
 
-def _home(conn: Conn, reach: ScopeFilter) -> str:
+def home_region(conn: Conn, reach: ScopeFilter) -> str:
     """The caller's own wall: their home region, or the first district above it."""
     row = conn.execute(
         text(
@@ -88,7 +88,7 @@ def screen_home(
     anomaly), open cases clustered, the week's heat, whistles (pulsing when overdue, lines to
     the departments' check-ins), gridworkers moving, and the headline figures — refreshed
     without reloading. Every script, style and icon is served by this app."""
-    return _page(conn, scope, reach, settings, _home(conn, reach), lang)
+    return _page(conn, scope, reach, settings, home_region(conn, reach), lang)
 
 
 @router.get("/screen/{region_code}", response_class=HTMLResponse)

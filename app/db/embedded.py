@@ -401,6 +401,9 @@ class EmbeddedPostgres:
             f"listen_addresses = '{'127.0.0.1' if self.tcp else ''}'",
             "max_connections = 100",
             "logging_collector = off",
+            # JIT compiling a year's aggregate (analytics, tiles) costs 1-3 s, more than it saves
+            # on a district's few hundred thousand rows.
+            "jit = off",
         ]
         if self.fast:
             lines += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]

@@ -13,11 +13,9 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import geopandas as gpd
-import shapely
 from sqlalchemy import Connection, text
 
-from app.services import incidents, whistles
+from app.services import analytics, incidents, whistles
 from app.services.identity import Principal
 from app.services.scoping import ScopeFilter, prefix_pattern
 from gis import hotspots
@@ -90,41 +88,13 @@ def grid_values(
     return out
 
 
-_WEIGHTS: dict[tuple[int, str], Any] = {}  # (boundary version, region) → queen weights
-
-
-def _weights(conn: Connection, region: str) -> Any:
-    """Queen contiguity of the region's grids, once per boundary version (a district's 992
-    grids take ~0.3 s; the wall asks every two minutes)."""
-    version = conn.execute(
-        text("SELECT id FROM boundary_version WHERE is_active")
-    ).scalar_one_or_none()  # fmt: skip
-    key = (version, region)
-    if key not in _WEIGHTS:
-        rows = conn.execute(
-            text(
-                "SELECT r.code, ST_AsBinary(r.geom) AS wkb FROM region r WHERE r.version_id = :v "
-                "AND r.level = 'grid' AND r.code LIKE :p ORDER BY r.code"
-            ),
-            {"v": version, "p": prefix_pattern(region)},
-        ).all()  # fmt: skip
-        if len(_WEIGHTS) > 32:
-            _WEIGHTS.clear()
-        grids = gpd.GeoDataFrame(
-            {"code": [r.code for r in rows]},
-            geometry=shapely.from_wkb([bytes(r.wkb) for r in rows]), crs=4490,
-        )  # fmt: skip
-        _WEIGHTS[key] = hotspots.queen_weights(grids) if len(grids) > 1 else None
-    return _WEIGHTS[key]
-
-
 def hotspot_z(
     conn: Connection, reach: ScopeFilter, region: str, *, now: dt.datetime | None = None
 ) -> dict[str, float]:
     """Per grid of ``region``: the Gi* z-score of the last seven days' cases (queen contiguity;
     > 1.96 a hot spot at 95 %, < -1.96 a cold one)."""
     now = now or dt.datetime.now(dt.UTC)
-    weights = _weights(conn, region)
+    weights = analytics.weights(conn, region, "grid")
     if weights is None:
         return {}
     rows = conn.execute(
