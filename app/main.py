@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api import (
     analytics,
     auth,
+    exports,
     health,
     incidents,
     locate,
@@ -34,6 +35,7 @@ from app.api import (
     whistles,
 )
 from app.db.engine import database_url, make_engine
+from app.services import exports as export_service
 from app.services import patrols as patrol_service
 from app.services import tiles as tile_service
 from app.services import whistles as whistles_service
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(database_url(settings))
     locator = LocateService(engine, metric_crs=settings.metric_crs, poll_s=settings.locate_poll_s)
     tile_cache = tile_service.TileService(engine, cache_bytes=int(settings.tile_cache_mb * 2**20))
+    export_runner = export_service.ExportRunner(engine, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(locator.warm)
         locator.start()
         tile_cache.start()  # LISTENs for data changes; tiles are cached only while it does
+        export_runner.start()  # background exports; fails jobs a dead process left running
         with contextlib.suppress(Exception):  # no schema yet: `gridmap db migrate` comes first
             await run_in_threadpool(patrol_service.ensure_ahead, engine)
         scheduler = None
@@ -88,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await scheduler
         locator.stop()
         tile_cache.stop()
+        await run_in_threadpool(export_runner.stop)  # after the job in hand, ≤ 10 s
         engine.dispose()
 
     app = FastAPI(
@@ -106,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     app.state.locate = locator
     app.state.tiles = tile_cache
+    app.state.exports = export_runner
     problems.install(app)
     auth.install(app)
     app.include_router(health.router)
@@ -119,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(patrols.router)
     app.include_router(tiles.router)
     app.include_router(analytics.router)
+    app.include_router(exports.router)
     app.include_router(pages.router)
     app.include_router(screen.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -137,6 +137,12 @@ class Settings(BaseSettings):
     eval_street_share_department: float = Field(
         0.5, ge=0, le=1, description="Street rating's share of a department's annual score."
     )
+    export_row_limit: int = Field(
+        50_000,
+        ge=0,
+        description="An export (POST /api/v1/exports) estimated above this many rows runs as a "
+        "background job (202 and a status to poll) instead of answering the file at once.",
+    )
 
     @field_validator("metric_crs")
     @classmethod

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL
@@ -593,3 +594,32 @@ class PatrolFix(Base):
         Index("patrol_fix_time", "fix_time"),
         {"postgresql_partition_by": "RANGE (fix_time)"},
     )
+
+
+class ExportJob(Base):
+    """A large export written in the background (``app.services.exports``): queued, running,
+    done or failed; the file lives under ``<var_dir>/exports`` for seven days."""
+
+    __tablename__ = "export_job"
+
+    id: Mapped[Any] = mapped_column(Uuid, primary_key=True, server_default=func.gen_random_uuid())
+    owner_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(8))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), server_default="queued")
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    path: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(_TS, server_default=func.now())
+    started_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(_TS)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')",
+                        name="export_job_status_known"),
+        Index("export_job_owner", "owner_id", "created_at"),
+        Index("export_job_status", "status", "created_at"),
+    )  # fmt: skip
