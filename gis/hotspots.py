@@ -81,7 +81,10 @@ def gi_bins(
 ) -> np.ndarray:
     """Confidence bins like ArcGIS's Gi_Bin: +3 / +2 / +1 a hot spot at 99 / 95 / 90 %,
     -3 / -2 / -1 a cold spot, 0 not significant; with ``fdr`` each level's cut-off is
-    Benjamini-Hochberg's over all the areas (a random field then gives no spot)."""
+    Benjamini-Hochberg's over all the areas (a random field then gives no spot). Permutation
+    p-values stop at 1 / (permutations + 1): with 999 and FDR, the 95 % and 99 % bins need tens
+    of areas at that floor, so the analytic p (the default of :func:`gi_star`) or more
+    permutations are what reach them."""
     zs, ps = np.asarray(z, dtype=np.float64), np.asarray(p, dtype=np.float64)
     level = np.zeros(len(ps), dtype=np.int8)
     for bin_, alpha in ((1, 0.10), (2, 0.05), (3, 0.01)):
