@@ -40,7 +40,11 @@ RegionQ = Annotated[
 LevelQ = Annotated[Level, Query(description="The level the cases are counted at")]
 ClassQ = Annotated[
     str | None,
-    Query(alias="class", max_length=8, description="A minor class (E0101) or a major (E01)"),
+    Query(
+        alias="class",
+        pattern=r"^[A-Za-z]\d{2}(\d{2})?$",
+        description="A minor class (E0101) or a major (E01)",
+    ),
 ]
 FromQ = Annotated[
     dt.date | None,
@@ -49,8 +53,9 @@ FromQ = Annotated[
 ToQ = Annotated[dt.date | None, Query(alias="to", description="Last Beijing day (default today)")]
 
 
-def _checked(conn: Connection, reach: ScopeFilter, region: str | None) -> str:
-    """The region to analyse: in the active version and within the caller's area."""
+def checked_region(conn: Connection, reach: ScopeFilter, region: str | None) -> str:
+    """The region to analyse or export (the caller's home by default): in the active version
+    and within the caller's area — else a 404, as if it did not exist."""
     code = region or home_region(conn, reach)
     within = code.startswith(reach.region_code) or reach.departments is not None
     if not within or not regions.in_active_version(conn, code):
@@ -68,7 +73,7 @@ def window(
     end: dt.date | None,
 ) -> service.Window:
     """The checked window of a request; a bad class or period is a 422 naming it."""
-    code = _checked(conn, reach, region)
+    code = checked_region(conn, reach, region)
     try:
         return service.window(conn, code, level=level, class_code=class_code, start=start, end=end)
     except service.AnalyticsError as e:
@@ -115,6 +120,14 @@ def feature_collection(result: service.Result) -> dict[str, Any]:
     }
 
 
+GEOJSON = {
+    200: {
+        "content": {"application/geo+json": {"schema": {"type": "object"}}},
+        "description": "A GeoJSON FeatureCollection",
+    }
+}
+
+
 def _run(call: Any, *args: Any, **kwargs: Any) -> service.Result:
     try:
         return call(*args, **kwargs)
@@ -122,7 +135,7 @@ def _run(call: Any, *args: Any, **kwargs: Any) -> service.Result:
         raise invalid(e.field, e.message) from None
 
 
-@router.get("/hotspots")
+@router.get("/hotspots", responses=GEOJSON)
 def hotspots(
     conn: Conn,
     scope: ScopeDep,
@@ -169,7 +182,7 @@ def hotspots(
     return JSONResponse(feature_collection(result), media_type="application/geo+json")
 
 
-@router.get("/emerging")
+@router.get("/emerging", responses=GEOJSON)
 def emerging(
     conn: Conn,
     scope: ScopeDep,
@@ -188,7 +201,7 @@ def emerging(
     oscillating or historical hot spot, the same cold spots, or no pattern, by ArcGIS's
     definitions — the Mann-Kendall `trend`, `trend_tau` and `trend_p` of its space-time Gi*
     z-scores, the last week's `gi_z`, `gi_p`, `gi_bin`, and `hot_bins` / `cold_bins`."""
-    code = _checked(conn, reach, region)
+    code = checked_region(conn, reach, region)
     result = _run(
         service.emerging,
         conn,
@@ -234,7 +247,7 @@ def series(
     return {**result.meta, "series": records(result.frame)}
 
 
-@router.get("/compare")
+@router.get("/compare", responses=GEOJSON)
 def compare(
     conn: Conn,
     scope: ScopeDep,

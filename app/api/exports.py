@@ -18,14 +18,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 
+from app.api.analytics import checked_region
 from app.api.auth import CurrentUser, Reach
 from app.api.deps import Conn, get_settings
 from app.api.problems import Problem, invalid, not_found, problem_responses
-from app.api.screen import home_region
 from app.services import exports as service
-from app.services import regions
 from app.services.analytics import AnalyticsError
-from app.services.scoping import ScopeFilter
 from app.settings import Settings
 
 router = APIRouter(prefix="/api/v1/exports", tags=["exports"])
@@ -86,16 +84,6 @@ def _href(job_id: uuid.UUID) -> str:
     return f"{router.prefix}/{job_id}"
 
 
-def _checked_region(conn: Connection, reach: ScopeFilter, region: str | None) -> str:
-    """The region to export: in the active version and within the caller's area (404, as if it
-    did not exist, otherwise — like the analytics API)."""
-    code = region or home_region(conn, reach)
-    within = code.startswith(reach.region_code) or reach.departments is not None
-    if not within or not regions.in_active_version(conn, code):
-        raise not_found(f"no region {code} in your area")
-    return code
-
-
 def _file_response(path: Path, name: str, fmt: str, rows: int, reason: str | None, **kw: Any):  # type: ignore[no-untyped-def]
     headers = {"X-Gridmap-Rows": str(rows)}
     if reason:
@@ -143,7 +131,7 @@ def create_export(
     attachment). Above it the export runs in the background: 202 with the job's `id`, `href`
     and a `Location` header — poll it, then download its file; it runs with your scope. A
     period without data is not an error: an empty file, its reason in `X-Gridmap-Reason`."""
-    code = _checked_region(conn, reach, body.region)
+    code = checked_region(conn, reach, body.region)
     try:
         plan = service.plan(
             conn, reach, body.model_copy(update={"region": code}), metric_srid=settings.metric_srid

@@ -13,6 +13,7 @@ to 1 April 00:00 in Asia/Shanghai.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -99,8 +100,10 @@ def window(
     Without dates, the last ``default_days`` days up to today."""
     if level not in LEVEL_COLUMN:
         raise AnalyticsError("level", f"unknown level {level!r}; one of {', '.join(LEVEL_COLUMN)}")
-    end = end or dt.datetime.now(ZONE).date()
-    start = start or end - dt.timedelta(days=default_days - 1)
+    end = _in_range("to", end or dt.datetime.now(ZONE).date())
+    # A period may start before EARLIEST when it ends after it (emerging's weeks before `to`).
+    floor = EARLIEST - dt.timedelta(days=MAX_DAYS)
+    start = _in_range("from", start or end - dt.timedelta(days=default_days - 1), floor)
     if start > end:
         raise AnalyticsError("from", f"{start} is after the end of the period ({end})")
     if (end - start).days + 1 > MAX_DAYS:
@@ -108,11 +111,23 @@ def window(
     return Window(region, level, check_class(conn, class_code), start, end)
 
 
+EARLIEST, LATEST = dt.date(1990, 1, 1), dt.date(2200, 12, 31)
+
+
+def _in_range(field: str, day: dt.date, earliest: dt.date = EARLIEST) -> dt.date:
+    """A day a case could have been reported on (far dates overflow the date arithmetic)."""
+    if not earliest <= day <= LATEST:
+        raise AnalyticsError(field, f"{day} is outside {earliest} … {LATEST}")
+    return day
+
+
 def check_class(conn: Connection, class_code: str | None) -> str | None:
     """A minor class (E0101) or a major (E01) of the catalogue, upper-cased; None for all."""
     if not class_code:
         return None
     code = class_code.strip().upper()
+    if not re.fullmatch(r"[A-Z]\d{2}(\d{2})?", code):
+        raise AnalyticsError("class", f"{class_code!r} is not a class (E0101) or a major (E01)")
     known = conn.execute(
         text("SELECT 1 FROM incident_class WHERE code = :c OR left(code, 3) = :c LIMIT 1"),
         {"c": code},
@@ -325,7 +340,7 @@ def emerging(
     oscillating, historical hot or cold spot, or no pattern)."""
     if not 2 <= weeks <= MAX_WEEKS:
         raise AnalyticsError("weeks", f"between 2 and {MAX_WEEKS} weekly bins")
-    end = end or dt.datetime.now(ZONE).date()
+    end = _in_range("to", end or dt.datetime.now(ZONE).date())
     w = window(
         conn,
         region,

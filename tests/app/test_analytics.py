@@ -1,4 +1,4 @@
-"""The planners' analytics API on a real PostGIS holding eight weeks of demo cases (the statistics
+"""The planners' analytics API on a real PostGIS holding 120 days of demo cases (the statistics
 themselves: tests/gis/test_hotspots.py and tests/gis/test_emerging.py)."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from sqlalchemy import Engine, text
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine
-from app.services import demo_activity
 from app.settings import Settings
 from tests.conftest import _clone, bearer
 
@@ -29,13 +28,12 @@ BINS = {-3, -2, -1, 0, 1, 2, 3}
 
 @pytest.fixture(scope="module")
 def world(
-    pg: EmbeddedPostgres, demo_template: str, demo_users: dict[str, Any], tmp_path_factory: Any
+    pg: EmbeddedPostgres, activity_template: str, demo_users: dict[str, Any], tmp_path_factory: Any
 ) -> Iterator[dict[str, Any]]:
     from app.main import create_app
 
-    for url in _clone(pg, demo_template):
+    for url in _clone(pg, activity_template):
         engine = make_engine(url)
-        demo_activity.load(engine, days=56, per_day=300)
         settings = Settings(database_url=url, var_dir=Path(tmp_path_factory.mktemp("var")))
         with TestClient(create_app(settings)) as client:
             yield {"engine": engine, "client": client, "users": demo_users}
@@ -143,6 +141,9 @@ def test_a_street_commander_sees_their_street_only(world) -> None:  # type: igno
         ("hotspots", {"from": "2026-03-02", "to": "2026-03-01"}, "from"),
         ("hotspots", {"from": "2020-01-01", "to": "2026-03-01"}, "from"),
         ("hotspots", {"from": "yesterday"}, "from"),
+        ("hotspots", {"to": "0001-01-01"}, "to"),
+        ("compare", {"from": "9999-12-31", "to": "9999-12-31"}, "to"),
+        ("emerging", {"to": "0001-01-03"}, "to"),
         ("hotspots", {"method": "kriging"}, "method"),
         ("hotspots", {"measure": "per_household"}, "measure"),
         ("hotspots", {"distance_m": "-5"}, "distance_m"),
