@@ -27,6 +27,7 @@ from app.api import (
     open311,
     pages,
     patrols,
+    planner,
     problems,
     regions,
     screen,
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(pages.router)
     app.include_router(screen.router)
+    app.include_router(planner.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -111,6 +111,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/analytics/series"): "analytics:read",
     ("GET", "/api/v1/analytics/compare"): "analytics:read",
     ("GET", "/api/v1/analytics/density"): "analytics:read",
+    ("GET", "/planner"): "analytics:read",
+    ("GET", "/planner/{region_code}"): "analytics:read",
     ("POST", "/api/v1/exports"): "analytics:read",
     ("GET", "/api/v1/exports/{job_id}"): "analytics:read",
     ("GET", "/api/v1/exports/{job_id}/file"): "analytics:read",

@@ -38,6 +38,10 @@ def home(conn: Conn, request: Request, principal: CurrentUser, lang: Lang = "zh"
         f"{html.escape(d.name or d.code)} ({html.escape(d.code)})</a></li>"
         for d in districts
     )
+    links = [(url, t[key]) for url, key, action in (("/screen", "home_wall", "screen:view"),
+             ("/planner", "home_planner", "analytics:read")) if principal.can(action)]  # fmt: skip
+    pages = "".join(f'<li><a href="{url}?lang={lang}">{label}</a></li>' for url, label in links)
+    pages = f"<h2>{t['home_pages']}</h2><ul>{pages}</ul>" if pages else ""
     body = f"""<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <title>gridmap</title><meta name="viewport" content="width=device-width, initial-scale=1">
 <style>body{{background:#0b1320;color:#e0e6ea;font:18px/1.6 system-ui,sans-serif;margin:2em}}
@@ -45,7 +49,7 @@ a{{color:#4fc3f7}}</style></head><body><h1>gridmap · {t["home_title"]}</h1>
 <form method="post" action="/logout" style="float:right">{t["logged_in_as"]}:
 {html.escape(principal.display_name or principal.name)} ({html.escape(principal.role)})
 <button type="submit">{t["logout"]}</button></form>
-<h2>{t["region_map"]}</h2><ul>{items or "<li>—</li>"}</ul>
+{pages}<h2>{t["region_map"]}</h2><ul>{items or "<li>—</li>"}</ul>
 <p><a href="/docs">{t["api_docs"]}</a> · <a href="/api/v1/regions?level=street">/api/v1/regions</a>
 · <a href="/api/v1/boundary-versions">/api/v1/boundary-versions</a> · <a href="/health">/health</a>
 · <a href="?lang={"en" if lang == "zh" else "zh"}">{"English" if lang == "zh" else "中文"}</a></p>

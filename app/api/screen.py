@@ -28,7 +28,7 @@ RegionQuery = Annotated[
 ]
 
 
-def _region(conn: Conn, scope: ScopeDep, reach: ScopeFilter, code: str) -> dict:
+def region_feature(conn: Conn, scope: ScopeDep, reach: ScopeFilter, code: str) -> dict:
     """The region's feature, if it is in the active version and within the caller's area."""
     within = code.startswith(reach.region_code) or reach.departments is not None
     feature = regions.features_where(conn, scope, "r.code = :c", {"c": code})
@@ -55,7 +55,7 @@ def home_region(conn: Conn, reach: ScopeFilter) -> str:
 def _page(
     conn: Conn, scope: ScopeDep, reach: ScopeFilter, settings: Settings, code: str, lang: str
 ) -> HTMLResponse:
-    region = _region(conn, scope, reach, code)
+    region = region_feature(conn, scope, reach, code)
     level = region["properties"]["level"]
     boundaries = {level: [region]}
     for child in LEVELS[level_rank(level) + 1 :]:
@@ -125,7 +125,7 @@ def figures(
     """The wall's headline figures for a region: today's reports and filed cases, this month's
     closing and on-time rates, open and overdue cases, open and overdue whistles, gridworkers on
     duty (a plausible fix in the last 10 minutes)."""
-    _region(conn, scope, reach, region)
+    region_feature(conn, scope, reach, region)
     return WallFigures(**service.figures(conn, reach, principal, region))
 
 
@@ -144,5 +144,5 @@ def grid_values(
     cases, the hot-spot z-score (Getis-Ord Gi* of the last seven days' cases, queen contiguity)
     and today's anomaly — the z-score of today's reports against that grid's daily counts over
     the previous 28 days. The wall's choropleth."""
-    _region(conn, scope, reach, region)
+    region_feature(conn, scope, reach, region)
     return {k: GridValues(**v) for k, v in service.grid_values(conn, reach, region).items()}

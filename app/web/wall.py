@@ -43,6 +43,7 @@ WHISTLES_MS = 60_000
 FIGURES_MS = 30_000
 CASE_LIMIT = 5_000  # the newest open cases drawn as markers (the demo year leaves ~3,400)
 MONTH_DAYS = 30  # the cases layer served as tiles: no bound on their number
+HOTSPOT_DAYS = 7  # the hot-spot overlay: the last 7 Beijing days, today included
 # Leaflet.VectorGrid options (JavaScript: the styles are functions of the features).
 _TRACK_OPTIONS = (
     "{rendererFactory: L.canvas.tile, interactive: false, maxNativeZoom: 18, "
@@ -63,7 +64,7 @@ def _round(coords: Any) -> Any:
     return [_round(c) for c in coords]
 
 
-def _slim(feature: Mapping[str, Any]) -> dict[str, Any]:
+def slim(feature: Mapping[str, Any]) -> dict[str, Any]:
     """A boundary feature with only what the wall uses, coordinates to 6 decimals (the page
     stays small: a district's 992 grids are ~250 KB)."""
     p = feature["properties"]
@@ -102,7 +103,7 @@ def build(
     levels = [lv for lv in LEVELS if boundaries.get(lv)]
     boundary_layers: dict[str, folium.GeoJson] = {}
     for level in levels:
-        features = [_slim(f) for f in boundaries[level]]
+        features = [slim(f) for f in boundaries[level]]
         layer = boundary_layer(features, level, t[f"{level}_layer"], labels=t)
         if level != "grid":
             add_labels(layer, features, level)
@@ -137,6 +138,9 @@ def build(
     heat_group = folium.FeatureGroup(name=t["layer_heat"], show=False).add_to(m)
     if heat:
         heat_layer(heat, t["layer_heat"]).add_to(heat_group)
+    # The last 7 days' Gi* hot and cold spots (FDR-corrected bins), filled by wall.js from the
+    # analytics API while shown; the hotspot_z choropleth beside it shows the raw z.
+    hotspots_group = folium.FeatureGroup(name=t["layer_hotspots"], show=False).add_to(m)
 
     # -- whistles: open and lately ended, pulsing when overdue, lines to the check-ins ---------
     whistles_group = folium.FeatureGroup(name=t["layer_whistles"], show=True).add_to(m)
@@ -172,6 +176,7 @@ def build(
         t["group_activity"]: [
             cases_group,
             heat_group,
+            hotspots_group,
             month_group,
             whistles_group,
             workers_group,
@@ -183,7 +188,7 @@ def build(
     GroupedLayerControl({t["group_choropleth"]: list(switches.values())}, exclusive_groups=True,
                         collapsed=False, position="topright").add_to(m)  # fmt: skip
 
-    bounds = bounds_of([_slim(region)])
+    bounds = bounds_of([slim(region)])
     if bounds:
         m.fit_bounds(bounds)
 
@@ -209,8 +214,12 @@ def build(
         "realtime": {"cases": cases.get_name(), "whistles": whistles.get_name(),
                      "workers": workers.get_name()},
         "tiles": {"tracks": tracks.get_name(), "month_cases": month.get_name()},
+        "hotspots": hotspots_group.get_name(),
+        "hotspot_days": HOTSPOT_DAYS,
         "urls": {"figures": "/api/v1/screen/figures?" + urlencode({"region": code}),
-                 "grid_values": "/api/v1/screen/grid-values?" + urlencode({"region": code})},
+                 "grid_values": "/api/v1/screen/grid-values?" + urlencode({"region": code}),
+                 "hotspots": "/api/v1/analytics/hotspots?" + urlencode({"region": code,
+                                                                        "level": "grid"})},
         "figures_ms": FIGURES_MS,
     }  # fmt: skip
     # folium writes the layers' script after this one: start once the document has run it.

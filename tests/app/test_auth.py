@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,6 +122,33 @@ SAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("GET", "/api/v1/screen/grid-values"): {
         "url": "/api/v1/screen/grid-values", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/analytics/hotspots"): {
+        "url": "/api/v1/analytics/hotspots", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/analytics/emerging"): {
+        "url": "/api/v1/analytics/emerging", "params": {"region": GRID, "weeks": 4},
+    },
+    ("GET", "/api/v1/analytics/series"): {
+        "url": "/api/v1/analytics/series", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/analytics/compare"): {
+        "url": "/api/v1/analytics/compare", "params": {"region": GRID},
+    },
+    ("GET", "/api/v1/analytics/density"): {
+        "url": "/api/v1/analytics/density", "params": {"region": GRID},
+    },
+    ("GET", "/planner"): {"url": "/planner"},
+    ("GET", "/planner/{region_code}"): {"url": f"/planner/{GRID}"},
+    ("POST", "/api/v1/exports"): {
+        "url": "/api/v1/exports",
+        "json": {"kind": "compare", "format": "csv", "region": GRID},
+    },
+    ("GET", "/api/v1/exports/{job_id}"): lambda ctx, role: {
+        "url": f"/api/v1/exports/{ctx['export_job'](role)}",
+    },
+    ("GET", "/api/v1/exports/{job_id}/file"): lambda ctx, role: {
+        "url": f"/api/v1/exports/{ctx['export_job'](role)}/file",
     },
     ("POST", "/open311/v2/requests.json"): lambda ctx, role: {
         "url": "/open311/v2/requests.json",
@@ -305,9 +335,27 @@ def _matrix_context(client: TestClient, demo_db: str, demo_users: dict[str, Any]
 
     fix = {"worker": gridworker, "time": dt.datetime.now(dt.UTC).isoformat(), "lon": x,
            "lat": y, "crs": "cgcs2000", "client_id": "matrix"}  # fmt: skip
+
+    def export_job(role: str) -> str:
+        """A finished export of the role's own (another user's would be a 404)."""
+        engine = make_engine(demo_db)
+        target = Path(tempfile.mkdtemp(prefix="gridmap-export-")) / "compare.csv"
+        target.write_text("code,count\n")
+        params = {"kind": "compare", "format": "csv", "region": GRID, "level": "grid",
+                  "class": None, "from": "2026-01-01", "to": "2026-01-28"}  # fmt: skip
+        with engine.begin() as conn:
+            job = conn.execute(
+                text("INSERT INTO export_job (owner_id, kind, format, params, status, rows, bytes, "
+                     "path, finished_at) SELECT id, 'compare', 'csv', CAST(:p AS jsonb), 'done', "
+                     "0, 11, :path, now() FROM staff WHERE name = :n RETURNING id"),
+                {"p": json.dumps(params), "path": str(target), "n": demo_users[role]["name"]},
+            ).scalar_one()  # fmt: skip
+        engine.dispose()
+        return str(job)
+
     return {"x": x, "y": y, "case": case, "photo": photo, "act": act, "whistle": whistle,
             "fix": fix, "whistle_photo": whistle_photo, "blow_body": blow_body,
-            "whistle_act": whistle_act}  # fmt: skip
+            "whistle_act": whistle_act, "export_job": export_job}  # fmt: skip
 
 
 def test_every_role_on_every_endpoint(demo_db: str, client_for, demo_users) -> None:  # type: ignore[no-untyped-def]

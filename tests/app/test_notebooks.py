@@ -19,14 +19,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from app.db.embedded import EmbeddedPostgres
-from app.db.engine import make_engine
-from app.services import demo_activity
 from tests.conftest import ROOT, _clone
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # Twelve weeks: the emerging hot spots get ten or more full weekly bins, and "this month against
 # last month" has both months. Fewer cases a day than `make run` loads keeps the load short.
-DAYS, PER_DAY = 84, 300
 KERNEL = "gridmap-test"
 
 
@@ -35,15 +32,9 @@ def _ids(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def notebook_db(pg: EmbeddedPostgres, demo_template: str) -> Iterator[str]:
-    """A demo database of its own with twelve weeks of demo cases up to now."""
-    for url in _clone(pg, demo_template):
-        engine = make_engine(url)
-        try:
-            assert demo_activity.load(engine, days=DAYS, per_day=PER_DAY) > 0
-        finally:
-            engine.dispose()
-        yield url
+def notebook_db(pg: EmbeddedPostgres, activity_template: str) -> Iterator[str]:
+    """A database of its own holding the demo district and 120 days of demo cases up to now."""
+    yield from _clone(pg, activity_template)
 
 
 @pytest.fixture(scope="module")

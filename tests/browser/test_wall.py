@@ -9,7 +9,8 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -109,7 +110,7 @@ WHERE = """(() => { const l = window[gridmapWall.config.realtime.workers].getLay
 def test_every_layer_toggles(wall) -> None:  # type: ignore[no-untyped-def]
     page = wall
     boxes = page.locator(".leaflet-control-layers input[type=checkbox]")
-    assert boxes.count() >= 10  # 4 levels, cases, heat, month, whistles, workers, tracks
+    assert boxes.count() >= 11  # 4 levels, cases, heat, hot spots, month, whistles, workers, tracks
     count = "Object.keys(window[gridmapWall.config.map]._layers).length"
     for i in range(boxes.count()):
         before = page.evaluate(count)
@@ -123,6 +124,21 @@ def test_every_layer_toggles(wall) -> None:  # type: ignore[no-untyped-def]
     assert page.evaluate(FILLED) > 0  # grids with open cases are coloured
     radios.last.click()  # none
     assert page.evaluate(FILLED) == 0
+    assert page.console_errors == []
+
+
+def test_the_hot_spot_overlay_shows_the_last_7_days_spots(wall, wall_server) -> None:  # type: ignore[no-untyped-def]
+    page = wall
+    assert page.evaluate("gridmapWall.hotspotBins()") == {}  # hidden at start: not fetched
+    page.locator("label", has_text="近 7 日显著冷热点").locator("input").click()
+    page.wait_for_function("Object.keys(gridmapWall.hotspotBins()).length > 0", timeout=30_000)
+    assert page.evaluate("gridmapWall.hotspotBins()").get("3", 0) > 0  # the demo's planted spots
+    (url,) = [u for u in page.requests_seen if "/api/v1/analytics/hotspots" in u]
+    query = parse_qs(urlsplit(url).query)
+    today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    assert query["level"] == ["grid"] and query["to"] == [today.isoformat()]
+    assert query["from"] == [(today - dt.timedelta(days=6)).isoformat()]
+    assert "热点 - 99% 置信度" in page.locator("#wall-legend").inner_text()
     assert page.console_errors == []
 
 

@@ -25,6 +25,12 @@
     },
   };
 
+  // The hot-spot overlay: Gi* confidence bins (FDR-corrected), ArcGIS's colours; 0 is not drawn.
+  const HOT_BINS = [
+    [3, "#d62f27", "legend_hot_99"], [2, "#ed7551", "legend_hot_95"], [1, "#fab984", "legend_hot_90"],
+    [-1, "#c0ccbe", "legend_cold_90"], [-2, "#849eba", "legend_cold_95"], [-3, "#4575b5", "legend_cold_99"],
+  ];
+
   let cfg = null;
   let labels = {};
   let gridValues = {};
@@ -175,6 +181,10 @@
       if (metric === "anomaly_z") out += `<div class="wall-note">${esc(label("legend_anomaly"))}</div>`;
       if (metric === "hotspot_z") out += `<div class="wall-note">${esc(label("legend_hotspot"))}</div>`;
     }
+    if (hotspotsShown()) {
+      out += `<div class="wall-legend-title">${esc(label("legend_hotspots_7d"))}</div>`;
+      HOT_BINS.forEach(([, colour, key]) => { out += `<div><i style="background:${colour}"></i>${esc(label(key))}</div>`; });
+    }
     out += `<div class="wall-legend-title">${esc(label("legend_cases"))}</div>`;
     Object.entries(CASE_COLOURS).forEach(([status, colour]) => {
       out += `<div><i class="dot" style="background:${colour}"></i>${esc(label("status_" + status, status))}</div>`;
@@ -221,6 +231,39 @@
     }
   }
 
+  // -- the hot-spot overlay: the last 7 Beijing days at grid level, fetched while shown ----------
+  function hotspotsShown() {
+    const group = cfg && window[cfg.hotspots];
+    return Boolean(group && group._map);
+  }
+  function beijingDay(offsetDays) {
+    const day = new Date(Date.now() + offsetDays * 864e5);
+    return new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Shanghai" }).format(day); // YYYY-MM-DD
+  }
+  async function refreshHotspots() {
+    if (!hotspotsShown()) return;
+    const url = `${cfg.urls.hotspots}&from=${beijingDay(1 - cfg.hotspot_days)}&to=${beijingDay(0)}`;
+    try {
+      const answer = await getJSON(url);
+      const group = window[cfg.hotspots];
+      const colours = Object.fromEntries(HOT_BINS.map(([bin, colour]) => [bin, colour]));
+      group.clearLayers();
+      group.addLayer(L.geoJSON(answer.features.filter((f) => f.properties.gi_bin), {
+        interactive: false,
+        style: (f) => ({ color: colours[f.properties.gi_bin], weight: 1.5, fillColor: colours[f.properties.gi_bin], fillOpacity: 0.55 }),
+      }));
+    } catch (err) {
+      /* keep the last spots */
+    }
+  }
+  // The grids the overlay draws, by bin ({"3": n, …}).
+  function hotspotBins() {
+    const out = {};
+    const group = cfg && window[cfg.hotspots];
+    if (group) group.eachLayer((geo) => geo.eachLayer((l) => { const b = l.feature.properties.gi_bin; out[b] = (out[b] || 0) + 1; }));
+    return out;
+  }
+
   function clock() {
     const now = new Date();
     document.getElementById("wall-clock").textContent = now.toLocaleString(
@@ -261,7 +304,9 @@
     map.on("overlayadd", (e) => {
       const name = config.switches[Object.keys(config.switches).find((v) => window[v] === e.layer)];
       if (name) { metric = name; restyle(); }
+      if (e.layer === window[config.hotspots]) { refreshHotspots(); legend(); }
     });
+    map.on("overlayremove", (e) => { if (e.layer === window[config.hotspots]) legend(); });
     map.on("zoomend", () => namesByZoom(map));
     namesByZoom(map);
     restyle();
@@ -271,6 +316,7 @@
     refreshGrids();
     setInterval(refreshFigures, config.figures_ms);
     setInterval(refreshGrids, config.figures_ms * 2);
+    setInterval(refreshHotspots, config.figures_ms * 2);
   }
 
   // How many features a live layer holds (leaflet-realtime keeps them by id).
@@ -280,7 +326,7 @@
   }
 
   window.gridmapWall = {
-    start, featureCount, caseTileStyle, caseMarker, casePopup, whistleMarker, whistleStyle, whistlePopup, workerMarker,
+    start, featureCount, hotspotBins, caseTileStyle, caseMarker, casePopup, whistleMarker, whistleStyle, whistlePopup, workerMarker,
     workerTooltip,
   };
 })();
