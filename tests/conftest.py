@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -263,16 +264,20 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def live_server(shared_demo_db: str) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port (for the browser tests)."""
+    with serve_app(Settings(database_url=shared_demo_db)) as base:
+        yield base
+
+
+@contextmanager
+def serve_app(settings: Settings) -> Iterator[str]:
+    """The app for ``settings`` served by uvicorn in a thread on a free loopback port; yields
+    its base URL once it is listening."""
     import uvicorn
 
     from app.main import create_app
 
-    port = free_port()
     config = uvicorn.Config(
-        create_app(Settings(database_url=shared_demo_db)),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
+        create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -282,6 +287,8 @@ def live_server(shared_demo_db: str) -> Iterator[str]:
         if time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -27,13 +27,11 @@ from sqlalchemy import Connection, text
 from app.api.auth import Reach
 from app.api.deps import Conn, ScopeDep, get_settings
 from app.api.problems import problem_responses
-from app.api.screen import home_region, region_feature
-from app.services import regions
+from app.api.screen import boundaries_below, home_region, region_feature
 from app.services.scoping import ScopeFilter
 from app.settings import Settings
 from app.web import planner
 from app.web.i18n import labels
-from gis.codes import level_rank
 
 router = APIRouter(tags=["planner"], responses=problem_responses(404, 422))
 Lang = Annotated[Literal["zh", "en"], Query(description="Label language")]
@@ -73,13 +71,7 @@ def _page(
     lang: str,
 ) -> HTMLResponse:
     region = region_feature(conn, scope, reach, code)
-    level = region["properties"]["level"]
-    boundaries: dict[str, list[dict[str, Any]]] = {level: [region]}
-    for child in OUTLINE_LEVELS[level_rank(level) + 1 :]:
-        boundaries[child] = regions.features_where(
-            conn, scope, "r.level = :lv AND r.code LIKE :p", {"lv": child, "p": code + "%"},
-            metric_srid=settings.metric_srid,
-        )  # fmt: skip
+    boundaries = boundaries_below(conn, scope, region, OUTLINE_LEVELS, settings.metric_srid)
     today = dt.datetime.now(planner.ZONE).date()
     body = planner.build(
         region=region,

@@ -18,7 +18,7 @@ from app.services.scoping import ScopeFilter
 from app.settings import Settings
 from app.web import wall
 from app.web.i18n import labels
-from gis.codes import LEVELS, level_rank
+from gis.codes import LEVELS
 
 router = APIRouter(tags=["screen"], responses=problem_responses(404, 422))
 Lang = Annotated[Literal["zh", "en"], Query(description="Label language")]
@@ -35,6 +35,21 @@ def region_feature(conn: Conn, scope: ScopeDep, reach: ScopeFilter, code: str) -
     if not within or not feature:
         raise not_found(f"no region {code} in your area")
     return feature[0]
+
+
+def boundaries_below(
+    conn: Conn, scope: ScopeDep, region: dict, levels: tuple[str, ...], metric_srid: int
+) -> dict[str, list[dict]]:
+    """The region's feature under its own level, and its descendants of each of ``levels``
+    below it — a page's outlines."""
+    level, code = region["properties"]["level"], region["properties"]["code"]
+    boundaries = {level: [region]}
+    for child in levels[levels.index(level) + 1 :] if level in levels else ():
+        boundaries[child] = regions.features_where(
+            conn, scope, "r.level = :lv AND r.code LIKE :p", {"lv": child, "p": code + "%"},
+            metric_srid=metric_srid,
+        )  # fmt: skip
+    return boundaries
 
 
 def home_region(conn: Conn, reach: ScopeFilter) -> str:
@@ -56,13 +71,7 @@ def _page(
     conn: Conn, scope: ScopeDep, reach: ScopeFilter, settings: Settings, code: str, lang: str
 ) -> HTMLResponse:
     region = region_feature(conn, scope, reach, code)
-    level = region["properties"]["level"]
-    boundaries = {level: [region]}
-    for child in LEVELS[level_rank(level) + 1 :]:
-        boundaries[child] = regions.features_where(
-            conn, scope, "r.level = :lv AND r.code LIKE :p", {"lv": child, "p": code + "%"},
-            metric_srid=settings.metric_srid,
-        )  # fmt: skip
+    boundaries = boundaries_below(conn, scope, region, LEVELS, settings.metric_srid)
     body = wall.build(
         region=region,
         boundaries=boundaries,

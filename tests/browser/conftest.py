@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -36,6 +37,26 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def watched_page(context):  # type: ignore[no-untyped-def]
+    """A new page of ``context`` recording every request's URL (``page.requests_seen``) and
+    console errors and uncaught exceptions (``page.console_errors``)."""
+    page = context.new_page()
+    page.requests_seen = []
+    page.console_errors = []
+    page.on("request", lambda request: page.requests_seen.append(request.url))
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    return page
+
+
+def foreign_requests(requests: list[str], base: str) -> list[str]:
+    """The requests that went anywhere but the app's own origin (data: and blob: URLs stay in
+    the page)."""
+    own = urlsplit(base).netloc
+    return [u for u in requests if urlsplit(u).scheme not in ("data", "blob", "about")
+            and urlsplit(u).netloc != own]  # fmt: skip
+
+
 def log_in(page, base: str, user: dict[str, str], next_path: str = "/") -> None:  # type: ignore[no-untyped-def]
     """Log in through the login form, as a person would."""
     page.goto(f"{base}/login?next={next_path}")
@@ -59,9 +80,7 @@ def session_state(browser, live_server: str, demo_users) -> dict:  # type: ignor
 def anonymous_page(browser, live_server: str):  # type: ignore[no-untyped-def]
     """A page with no session."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.requests_seen = []  # type: ignore[attr-defined]
-    page.on("request", lambda request: page.requests_seen.append(request.url))
+    page = watched_page(context)
     yield page
     context.close()
 
@@ -72,13 +91,6 @@ def page(browser, live_server: str, session_state):  # type: ignore[no-untyped-d
     context = browser.new_context(
         viewport={"width": 1600, "height": 1000}, storage_state=session_state
     )
-    page = context.new_page()
-    page.requests_seen = []  # type: ignore[attr-defined]
-    page.on("request", lambda request: page.requests_seen.append(request.url))
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on(
-        "console",
-        lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None,
-    )
+    page = watched_page(context)
     yield page
     context.close()

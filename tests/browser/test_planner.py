@@ -4,20 +4,17 @@ reload; the other analyses, a region's popup with its weekly chart, and English.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import uvicorn
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine
 from app.settings import Settings
-from tests.browser.conftest import ARTIFACTS, log_in
-from tests.conftest import _clone, bearer, free_port
+from tests.browser.conftest import ARTIFACTS, foreign_requests, log_in, watched_page
+from tests.conftest import _clone, bearer, serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -29,24 +26,11 @@ STREETS = 10
 def planner_server(pg: EmbeddedPostgres, activity_template: str) -> Iterator[dict[str, Any]]:
     """The app on its own demo database with four months of cases (~36,000, the demo's planted
     hot spots among them) — served by uvicorn on a free loopback port."""
-    from app.main import create_app
-
     for url in _clone(pg, activity_template):
         engine = make_engine(url)
         settings = Settings(database_url=url, supervision_interval_s=0, demo_patrols=False)
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield {"base": f"http://127.0.0.1:{server.config.port}", "engine": engine}
-        server.should_exit = True
-        thread.join(timeout=10)
+        with serve_app(settings) as base:
+            yield {"base": base, "engine": engine}
         engine.dispose()
 
 
@@ -54,23 +38,12 @@ def planner_server(pg: EmbeddedPostgres, activity_template: str) -> Iterator[dic
 def planner(browser, planner_server, demo_users):  # type: ignore[no-untyped-def]
     """A district planner's browser on /planner, recording requests and console errors."""
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.requests_seen = []  # type: ignore[attr-defined]
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on("request", lambda request: page.requests_seen.append(request.url))
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page = watched_page(context)
     log_in(page, planner_server["base"], demo_users["planner"], "/planner")
     page.wait_for_function("window.gridmapPlanner && gridmapPlanner.ready === true",
                            timeout=60_000)  # fmt: skip
     yield page
     context.close()
-
-
-def _foreign(requests: list[str], base: str) -> list[str]:
-    own = urlsplit(base).netloc
-    return [u for u in requests if urlsplit(u).scheme not in ("data", "blob", "about")
-            and urlsplit(u).netloc != own]  # fmt: skip
 
 
 def _redrawn(page, action) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +87,7 @@ def test_the_planner_shows_the_hot_spots_offline(planner, planner_server) -> Non
     assert request["from"] == [cfg["filters"]["from"]] and request["to"] == [cfg["today"]]
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "planner.png"))
-    assert _foreign(page.requests_seen, planner_server["base"]) == []
+    assert foreign_requests(page.requests_seen, planner_server["base"]) == []
     assert page.console_errors == []
 
 
@@ -204,7 +177,7 @@ def test_the_other_analyses_and_a_regions_trend(planner, planner_server, demo_us
     assert hot in popup and "热点 - 99% 置信度" in popup and "每周案件" in popup
     series = _analytics(page, "series")[-1]
     assert series["region"] == [hot] and series["period"] == ["week"]
-    assert _foreign(page.requests_seen, planner_server["base"]) == []
+    assert foreign_requests(page.requests_seen, planner_server["base"]) == []
     assert page.console_errors == []
 
 
@@ -220,5 +193,5 @@ def test_the_planner_speaks_english(planner, planner_server) -> None:  # type: i
         assert text in panel, text
     assert "Hot spot, 99 % confidence" in page.locator("#planner-legend").inner_text()
     assert "Hot spots" in page.locator("#planner-summary").inner_text()
-    assert _foreign(page.requests_seen, planner_server["base"]) == []
+    assert foreign_requests(page.requests_seen, planner_server["base"]) == []
     assert page.console_errors == []

@@ -5,23 +5,20 @@ the server receives a new fix."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
-import uvicorn
 
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine
 from app.services import demo_activity, demo_patrols, demo_whistles, identity
 from app.services.locate import LocateService
 from app.settings import Settings
-from tests.browser.conftest import ARTIFACTS, log_in
-from tests.conftest import _clone, bearer, free_port
+from tests.browser.conftest import ARTIFACTS, foreign_requests, log_in, watched_page
+from tests.conftest import _clone, bearer, serve_app
 
 pytestmark = pytest.mark.browser
 
@@ -30,8 +27,6 @@ pytestmark = pytest.mark.browser
 def wall_server(pg: EmbeddedPostgres, demo_template: str) -> Iterator[dict[str, Any]]:
     """The app on its own demo database with two weeks of cases, whistles and one round of
     every gridworker's fix — served by uvicorn on a free loopback port."""
-    from app.main import create_app
-
     for url in _clone(pg, demo_template):
         engine = make_engine(url)
         locator = LocateService(engine, metric_crs="EPSG:4548")
@@ -44,20 +39,8 @@ def wall_server(pg: EmbeddedPostgres, demo_template: str) -> Iterator[dict[str, 
         finally:
             locator.stop()
         settings = Settings(database_url=url, supervision_interval_s=0, demo_patrols=False)
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=free_port(), log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield {"base": f"http://127.0.0.1:{server.config.port}", "engine": engine,
-               "workers": workers}  # fmt: skip
-        server.should_exit = True
-        thread.join(timeout=10)
+        with serve_app(settings) as base:
+            yield {"base": base, "engine": engine, "workers": workers}
         engine.dispose()
 
 
@@ -65,22 +48,11 @@ def wall_server(pg: EmbeddedPostgres, demo_template: str) -> Iterator[dict[str, 
 def wall(browser, wall_server, demo_users):  # type: ignore[no-untyped-def]
     """A district commander's browser on the wall, recording requests and console errors."""
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
-    page = context.new_page()
-    page.requests_seen = []  # type: ignore[attr-defined]
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on("request", lambda request: page.requests_seen.append(request.url))
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page = watched_page(context)
     log_in(page, wall_server["base"], demo_users["district_commander"], "/screen")
     page.wait_for_function("window.gridmapReady === true", timeout=30_000)
     yield page
     context.close()
-
-
-def _foreign(requests: list[str], base: str) -> list[str]:
-    own = urlsplit(base).netloc
-    return [u for u in requests if urlsplit(u).scheme not in ("data", "blob", "about")
-            and urlsplit(u).netloc != own]  # fmt: skip
 
 
 def test_the_wall_loads_every_layer_offline(wall, wall_server) -> None:  # type: ignore[no-untyped-def]
@@ -96,7 +68,7 @@ def test_the_wall_loads_every_layer_offline(wall, wall_server) -> None:  # type:
     assert "红桥区" in page.locator("#wall-title").inner_text()
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "wall.png"))
-    assert _foreign(page.requests_seen, wall_server["base"]) == []
+    assert foreign_requests(page.requests_seen, wall_server["base"]) == []
     assert page.console_errors == []
 
 
@@ -176,4 +148,4 @@ def test_the_wall_speaks_english(wall, wall_server) -> None:  # type: ignore[no-
     control = page.locator(".leaflet-control-layers").first.inner_text()
     assert "Open cases" in control and "Streets" in control
     assert "Gridworkers on duty" in page.locator("#wall-figures").inner_text()
-    assert _foreign(page.requests_seen, wall_server["base"]) == []
+    assert foreign_requests(page.requests_seen, wall_server["base"]) == []
