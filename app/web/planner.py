@@ -19,12 +19,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import folium
-from branca.element import Element, JavascriptLink
+from branca.element import Element
 from folium.plugins import GroupedLayerControl
 
 from app.services.analytics import MAX_DAYS, MAX_WEEKS
-from app.web.assets import STATIC_URL, localize
-from app.web.wall import LABEL_ZOOM, slim
+from app.web.assets import localize
+from app.web.wall import LABEL_ZOOM, dress, slim
 from gis.maps import add_labels, boundary_layer, bounds_of, heat_layer, shared_prefix
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -106,15 +106,7 @@ def build(
         m.fit_bounds(bounds, padding_top_left=(340, 10), padding_bottom_right=(10, 10))
 
     levels = [lv for lv in ANALYSIS_LEVELS if lv == "grid" or (lv in boundaries and lv != level)]
-    figure = m.get_root()
-    figure.title = f"{props.get('name') or code} · {t['planner_title']}"
-    figure.header.add_child(
-        Element(
-            f'<link rel="stylesheet" href="{STATIC_URL}/planner.css">'
-            f"<style>.leaflet-container {{ background: {BACKGROUND} !important; }}</style>"
-        )
-    )
-    figure.header.add_child(JavascriptLink(f"{STATIC_URL}/planner.js"))
+    figure = dress(m, f"{props.get('name') or code} · {t['planner_title']}", "planner", BACKGROUND)
     figure.html.add_child(Element(_panel(region, catalogue, levels, start, end, t, lang)))
     config = {
         "map": m.get_name(),

@@ -192,15 +192,8 @@ def build(
     if bounds:
         m.fit_bounds(bounds)
 
-    figure = m.get_root()
-    figure.title = f"{region['properties'].get('name') or code} · {t['wall_title']}"
-    figure.header.add_child(
-        Element(
-            f'<link rel="stylesheet" href="{STATIC_URL}/wall.css">'
-            f"<style>.leaflet-container {{ background: {DARK_BACKGROUND} !important; }}</style>"
-        )
-    )
-    figure.header.add_child(JavascriptLink(f"{STATIC_URL}/wall.js"))
+    figure = dress(m, f"{region['properties'].get('name') or code} · {t['wall_title']}",
+                   "wall", DARK_BACKGROUND)  # fmt: skip
     figure.html.add_child(Element(_panel(region, t, lang)))
     config = {
         "map": m.get_name(),
@@ -229,6 +222,21 @@ def build(
     ))  # fmt: skip
     localize(figure)
     return figure.render()
+
+
+def dress(m: folium.Map, title: str, name: str, background: str) -> Any:
+    """The page around map ``m``: its title, ``/static/{name}.css`` and ``{name}.js`` and the
+    map's background colour; returns the figure to add panels to."""
+    figure = m.get_root()
+    figure.title = title
+    figure.header.add_child(
+        Element(
+            f'<link rel="stylesheet" href="{STATIC_URL}/{name}.css">'
+            f"<style>.leaflet-container {{ background: {background} !important; }}</style>"
+        )
+    )
+    figure.header.add_child(JavascriptLink(f"{STATIC_URL}/{name}.js"))
+    return figure
 
 
 def _panel(region: Mapping[str, Any], t: Mapping[str, str], lang: str) -> str:
