@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -80,23 +79,11 @@ def window(
         raise invalid(e.field, e.message) from None
 
 
-def _clean(value: Any) -> Any:
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return _clean(value.item())
-    if isinstance(value, dt.datetime | dt.date | pd.Timestamp):
-        return value.isoformat()
-    return value
-
-
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts: NaN and NA as null, numpy scalars as Python, dates ISO."""
     columns = [c for c in frame.columns if c != "geometry"]
     return [
-        {c: _clean(v) for c, v in zip(columns, row, strict=True)}
+        {c: service.plain(v) for c, v in zip(columns, row, strict=True)}
         for row in frame[columns].itertuples(index=False, name=None)
     ]
 
@@ -295,4 +282,4 @@ def density(
     )
     f = result.frame
     cells = [[la, lo, d] for lo, la, d in zip(f["lon"], f["lat"], f["density"], strict=True)]
-    return {**result.meta, "cells": [[_clean(v) for v in c] for c in cells]}
+    return {**result.meta, "cells": [[service.plain(v) for v in c] for c in cells]}

@@ -13,6 +13,7 @@ to 1 April 00:00 in Asia/Shanghai.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,28 @@ def check_class(conn: Connection, class_code: str | None) -> str | None:
     if known is None:
         raise AnalyticsError("class", f"unknown class {class_code!r}: not a class or a major")
     return code
+
+
+def plain(value: Any) -> Any:
+    """A JSON value of a result's cell or meta: NaN and NA as null, numpy scalars as Python,
+    dates ISO 8601 (a naive midnight as the date alone)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return plain(value.item())
+    if isinstance(value, pd.Timestamp):
+        if value.tzinfo is None and value == value.normalize():
+            return value.date().isoformat()
+        return value.isoformat()
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
 
 
 # ---- regions and their weights, once per boundary version ---------------------------------------

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pyogrio
 import shapely
@@ -365,8 +364,12 @@ def write(result: analytics.Result, kind: str, fmt: str, path: Path) -> int:
     return len(frame)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(analytics.plain(value), ensure_ascii=False)
+
+
 def _meta_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(_plain(value), ensure_ascii=False)
+    return value if isinstance(value, str) else _json(value)
 
 
 def _gpkg(frame: pd.DataFrame, kind: str, meta: dict[str, Any], path: Path) -> None:
@@ -383,8 +386,7 @@ def _gpkg(frame: pd.DataFrame, kind: str, meta: dict[str, Any], path: Path) -> N
         )
     pyogrio.write_dataframe(frame, path, layer=kind, driver="GPKG", **options)
     pyogrio.write_dataframe(
-        pd.DataFrame({"key": list(meta), "value": [json.dumps(_plain(v), ensure_ascii=False)
-                                                   for v in meta.values()]}),
+        pd.DataFrame({"key": list(meta), "value": [_json(v) for v in meta.values()]}),
         path, layer="meta", driver="GPKG",
     )  # fmt: skip
 
@@ -399,34 +401,13 @@ def _csv(frame: pd.DataFrame, kind: str, meta: dict[str, Any], path: Path) -> No
     out.to_csv(path, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d")
 
 
-def _plain(value: Any) -> Any:
-    """A JSON value: NaN and NA as null, numpy scalars as Python, dates ISO 8601."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return _plain(value.item())
-    if isinstance(value, pd.Timestamp):
-        if value.tzinfo is None and value == value.normalize():
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    return value
-
-
 def _geojson(frame: pd.DataFrame, kind: str, meta: dict[str, Any], path: Path) -> None:
     # Written here rather than by GDAL's GeoJSON driver: the description goes on the
     # FeatureCollection (as in the analytics API's answers), series rows need a null geometry,
     # and features are streamed a chunk at a time so a large job stays within memory.
     columns = [c for c in frame.columns if c != "geometry"]
     key = {"cases": "id"}.get(kind, "code")
-    head = json.dumps({"type": "FeatureCollection", **_plain(meta)}, ensure_ascii=False)
+    head = json.dumps({"type": "FeatureCollection", **analytics.plain(meta)}, ensure_ascii=False)
     with path.open("w", encoding="utf-8") as out:
         out.write(head[:-1] + ', "features": [')
         first = True
@@ -438,7 +419,7 @@ def _geojson(frame: pd.DataFrame, kind: str, meta: dict[str, Any], path: Path) -
                 shapes = [None] * len(part)
             rows = part[columns].itertuples(index=False, name=None)
             for values, shape in zip(rows, shapes, strict=True):
-                props = {c: _plain(v) for c, v in zip(columns, values, strict=True)}
+                props = {c: analytics.plain(v) for c, v in zip(columns, values, strict=True)}
                 feature: dict[str, Any] = {"type": "Feature"}
                 if kind not in ("series", "density"):
                     feature["id"] = props[key]
